@@ -66,6 +66,7 @@ __all__ = [
     "read",
     "readinto",
     "recvfrom",
+    "recvfrom_into",
     "sendto",
     "setsockopt",
     "shutdown",
@@ -224,8 +225,10 @@ def sockaddr(family: int, address: Address) -> tuple[Any, int]:
         abstract = path[:1] == b"\0"
         # A filesystem path needs room for its terminating NUL; an abstract
         # name is counted exactly (the kernel uses addrlen, not a NUL).
-        if len(path) + (0 if abstract else 1) > _SUN_PATH_MAX:
-            raise ValueError(f"AF_UNIX path too long ({len(path)} bytes, max {_SUN_PATH_MAX - 1})")
+        limit = _SUN_PATH_MAX if abstract else _SUN_PATH_MAX - 1
+        if len(path) > limit:
+            kind = "abstract name" if abstract else "path"
+            raise ValueError(f"AF_UNIX {kind} too long ({len(path)} bytes, max {limit})")
         sun = ffi.new("struct sockaddr_un *")
         sun.sun_family = AF_UNIX
         ffi.memmove(sun.sun_path, path, len(path))
@@ -252,15 +255,14 @@ def sockaddr_to_address(sa: Any, length: int) -> Address:
     if family == AF_INET6:
         sin6 = ffi.cast("struct sockaddr_in6 *", sa)
         host = _socket.inet_ntop(_socket.AF_INET6, ffi.buffer(sin6.sin6_addr.s6_addr, 16)[:])
-        scope_id = sin6.sin6_scope_id
-        if scope_id and host.lower().startswith("fe80"):
-            # The stdlib (through getnameinfo) names the interface of a
-            # link-local address in the host part: "fe80::1%lo".
-            try:
-                host = f"{host}%{_socket.if_indextoname(scope_id)}"
-            except OSError:
-                host = f"{host}%{scope_id}"
-        return (host, _socket.ntohs(sin6.sin6_port), _socket.ntohl(sin6.sin6_flowinfo), scope_id)
+        # Since Python 3.7 (bpo-32221) the stdlib keeps the scope id only in
+        # the fourth field and no longer appends "%ifname" to the host.
+        return (
+            host,
+            _socket.ntohs(sin6.sin6_port),
+            _socket.ntohl(sin6.sin6_flowinfo),
+            sin6.sin6_scope_id,
+        )
     if family == AF_UNIX:
         sun = ffi.cast("struct sockaddr_un *", sa)
         n = length - _SUN_PATH_OFFSET
@@ -403,8 +405,10 @@ def read(fd: int, n: int) -> bytes:
 
 def readinto(fd: int, buffer: bytearray | memoryview, n: int = -1) -> int:
     """read(2) into a writable buffer (no copy); return the count, 0 at end of file."""
-    size = len(buffer) if n < 0 else min(n, len(buffer))
     cbuf = ffi.from_buffer(buffer, require_writable=True)
+    # Sizes are in bytes: len(cbuf) is the byte length even for a
+    # memoryview cast to wider items, where len(buffer) counts items.
+    size = len(cbuf) if n < 0 else min(n, len(cbuf))
     while True:
         got: int = lib.read(fd, cbuf, size)
         if got >= 0:
@@ -453,20 +457,39 @@ def writev(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> int:
 
 
 def recvfrom(fd: int, n: int, flags: int = 0) -> tuple[bytes, Address | None]:
-    """recvfrom(2): ``(data, sender)``. With MSG_TRUNC in ``flags`` a datagram's
-    real length is reported: ``len(data)`` is then clipped to ``n`` by slicing,
-    so compare with the return of :func:`recvfrom_into` to detect truncation."""
-    buf = ffi.new("char[]", n)
+    """recvfrom(2) at most ``n`` bytes: ``(data, sender)``.
+
+    A datagram longer than ``n`` is cut to ``n`` bytes by the kernel and the
+    rest is lost; use :func:`recvfrom_into` with MSG_TRUNC to learn that it
+    happened. ``sender`` is None for a stream socket (no address reported).
+    """
+    buf = bytearray(n)
+    got, sender = recvfrom_into(fd, buf, flags & ~MSG_TRUNC)
+    return bytes(buf[:got]), sender
+
+
+def recvfrom_into(
+    fd: int, buffer: bytearray | memoryview, flags: int = 0
+) -> tuple[int, Address | None]:
+    """recvfrom(2) into ``buffer`` (no copy): ``(nbytes, sender)``.
+
+    With MSG_TRUNC in ``flags`` the kernel returns a datagram's *real*
+    length even when it was longer than the buffer, so ``nbytes >
+    len(buffer)`` means the datagram was truncated (only ``len(buffer)``
+    bytes were stored). This is how the UDP read path detects oversized
+    datagrams instead of silently pretending they were whole.
+    """
+    cbuf = ffi.from_buffer(buffer, require_writable=True)
     ss, length = _storage()
     sa = ffi.cast("struct sockaddr *", ss)
     while True:
-        got: int = lib.recvfrom(fd, buf, n, flags, sa, length)
+        got: int = lib.recvfrom(fd, cbuf, len(cbuf), flags, sa, length)
         if got >= 0:
             sender = sockaddr_to_address(sa, length[0]) if length[0] else None
-            return ffi.buffer(buf, min(got, n))[:], sender
+            return got, sender
         err = ffi.errno
         if err != _EINTR:
-            raise _error(f"recvfrom(fd={fd}, {n})", err)
+            raise _error(f"recvfrom(fd={fd}, {len(cbuf)})", err)
 
 
 def sendto(fd: int, data: bytes | bytearray | memoryview, flags: int, family: int, address: Address) -> int:
