@@ -1,5 +1,54 @@
-"""reactor: a gnet-style reactor on raw Linux syscalls (epoll, eventfd, accept4) through CFFI."""
+"""reactor: a gnet-style reactor on raw Linux syscalls (epoll, eventfd, accept4) through CFFI.
+
+A minimal echo server::
+
+    import reactor
+
+    class Echo(reactor.EventServer):
+        def react(self, frame, c):
+            return frame, reactor.Action.NONE
+
+    reactor.serve(Echo(), "tcp://127.0.0.1:9000", multicore=True)
+
+The public API follows gnet v1 (``Serve``/``EventHandler.React``/codecs),
+with gnet v2's fixes where they fix something; see docs/.
+"""
 
 from __future__ import annotations
 
+from .codec import BuiltInFrameCodec, ICodec
+from .connection import Conn
+from .errors import (
+    CodecError,
+    InvalidNetworkAddressError,
+    ReactorError,
+    ServerInShutdownError,
+    TooManyEventLoopThreadsError,
+    UnsupportedProtocolError,
+)
+from .handler import Action, EventHandler, EventServer
+from .load_balancer import LoadBalancing
+from .options import Options
+from .server import Server, serve, stop
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "BuiltInFrameCodec",
+    "CodecError",
+    "Conn",
+    "EventHandler",
+    "EventServer",
+    "ICodec",
+    "InvalidNetworkAddressError",
+    "LoadBalancing",
+    "Options",
+    "ReactorError",
+    "Server",
+    "ServerInShutdownError",
+    "TooManyEventLoopThreadsError",
+    "UnsupportedProtocolError",
+    "serve",
+    "stop",
+]

@@ -64,6 +64,7 @@ __all__ = [
     "getsockopt",
     "listen",
     "read",
+    "read_nowait",
     "readinto",
     "recvfrom",
     "recvfrom_into",
@@ -73,8 +74,11 @@ __all__ = [
     "sockaddr",
     "sockaddr_to_address",
     "socket",
+    "syscall_error",
     "write",
+    "write_nowait",
     "writev",
+    "writev_nowait",
     "EpollEvents",
 ]
 
@@ -159,6 +163,12 @@ def _error(call: str, err: int | None = None) -> OSError:
     else:  # Python 3.10: no add_note, keep the note where 3.11 would put it
         exc.__notes__ = [note]  # type: ignore[attr-defined]
     return exc
+
+
+def syscall_error(call: str, err: int) -> OSError:
+    """``OSError(err, strerror)`` with the note ``in syscall <call>``, for a
+    ``-errno`` that a ``*_nowait`` function returned."""
+    return _error(call, err)
 
 
 def _raise(call: str) -> NoReturn:
@@ -615,3 +625,49 @@ def eventfd_read(fd: int) -> int:
         err = ffi.errno
         if err != _EINTR:
             raise _error(f"eventfd_read(fd={fd})", err)
+
+
+# --- hot-path variants for the event loop -------------------------------------------
+# On a non-blocking socket EAGAIN is an ordinary outcome, not an exception:
+# raising and catching an OSError costs 1-2 µs, more than the syscall itself.
+# These three return the negated errno instead (trio's ``_nowait`` idea) and
+# only the event loop uses them. EINTR comes back as -EINTR: the loop treats
+# it like EAGAIN-with-more-to-do (level-triggered epoll reports the fd again).
+_lib_read = lib.read
+_lib_write = lib.write
+_lib_writev = lib.writev
+_from_buffer = ffi.from_buffer
+
+
+def read_nowait(fd: int, cbuf: Any, n: int) -> int:
+    """read(2) into a cdata buffer: bytes read, 0 at EOF, or ``-errno``."""
+    got: int = _lib_read(fd, cbuf, n)
+    if got < 0:
+        return -ffi.errno
+    return got
+
+
+def write_nowait(fd: int, data: bytes | bytearray | memoryview) -> int:
+    """write(2): bytes written, or ``-errno``. ``bytes`` go to C without a copy or a cdata wrapper."""
+    if type(data) is bytes:
+        sent: int = _lib_write(fd, data, len(data))
+    else:
+        cbuf = _from_buffer(data)
+        sent = _lib_write(fd, cbuf, len(cbuf))
+    if sent < 0:
+        return -ffi.errno
+    return sent
+
+
+def writev_nowait(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> int:
+    """writev(2) of up to IOV_MAX buffers: bytes written, or ``-errno``."""
+    count = min(len(buffers), IOV_MAX)
+    iov = ffi.new("struct iovec[]", count)
+    keep = [_from_buffer(buffers[i]) for i in range(count)]  # pins each buffer until writev returns
+    for i in range(count):
+        iov[i].iov_base = keep[i]
+        iov[i].iov_len = len(keep[i])
+    sent: int = _lib_writev(fd, iov, count)
+    if sent < 0:
+        return -ffi.errno
+    return sent

@@ -1,0 +1,369 @@
+"""A connection: its fd, its inbound and outbound buffers, and the write path.
+
+gnet counterpart: ``connection_unix.go`` (v1.6.7: ``conn``, ``write``,
+``writev``, ``open``, ``Read``, ``ReadN``, ``ShiftN``, ``ResetBuffer``,
+``BufferLength``, ``AsyncWrite``, ``Wake``, ``Close``) plus the v2
+conveniences ``Peek``/``Next``/``Discard``/``InboundBuffered``/``Flush``.
+
+Threads. Everything except ``async_write``, ``async_writev``, ``wake``,
+``close`` and the read-only attributes must run on the connection's event
+loop thread, i.e. inside its callbacks. gnet silently corrupts its buffers
+when that rule is broken (its most reported non-bug, panjf2000/gnet#420,
+#479, #525); here such a call raises ``RuntimeError`` naming the safe methods.
+
+What the codec sees. During a read the bytes just read sit in the loop's
+shared read buffer (``_buffer``, a view, no copy); bytes left over from
+earlier reads sit in the connection's ``_inbound`` ring. The buffer methods
+present the concatenation ``inbound ‖ buffer``, as gnet's do. After the
+decode loop, whatever is left of ``_buffer`` is copied into ``_inbound``,
+because the loop's buffer is reused by the next read on any connection.
+
+Invariant (write ordering): if ``_outbound`` is non-empty, new output is
+appended to it and never written around it, so bytes reach the peer in the
+order they were written, whichever path (react, write, async_write) wrote them.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import unix
+from .listbuffer import ListBuffer
+from .ringbuffer import RingBuffer
+
+if TYPE_CHECKING:
+    from .eventloop import EventLoop
+
+__all__ = ["Conn"]
+
+_EMPTY = memoryview(b"")
+_get_ident = threading.get_ident
+_write_nowait = unix.write_nowait
+_writev_nowait = unix.writev_nowait
+_EAGAIN = errno.EAGAIN
+_EINTR = errno.EINTR
+
+_SAFE = "async_write(), async_writev(), wake() and close()"
+
+
+def _not_on_loop(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"Conn.{name}() must be called on the connection's event-loop thread (inside its "
+        f"callbacks); from any other thread use the thread-safe {_SAFE}"
+    )
+
+
+def _check_bytes(data: Any, what: str) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be bytes-like, got {type(data).__name__}")
+
+
+class Conn:
+    """One stream connection owned by one event loop (gnet: ``conn``)."""
+
+    __slots__ = (
+        "fd",
+        "_loop",
+        "_ctx",
+        "_local_addr",
+        "_remote_addr",
+        "_buffer",
+        "_inbound",
+        "_outbound",
+        "_opened",
+        "_interest",
+        "_paused",
+        "__weakref__",
+    )
+
+    def __init__(self, fd: int, loop: EventLoop, local_addr: unix.Address, remote_addr: unix.Address) -> None:
+        #: The socket's file descriptor (valid until the connection is closed).
+        self.fd = fd
+        self._loop = loop
+        self._ctx: Any = None
+        self._local_addr = local_addr
+        self._remote_addr = remote_addr
+        self._buffer: memoryview = _EMPTY
+        self._inbound = RingBuffer()
+        self._outbound = ListBuffer()
+        self._opened = False
+        self._interest = 0  # the epoll mask this fd is registered with right now
+        self._paused = False  # reading paused: outbound above write_buffer_cap
+
+    def __repr__(self) -> str:
+        state = "open" if self._opened else "closed"
+        return f"<Conn fd={self.fd} {state} local={self._local_addr!r} remote={self._remote_addr!r}>"
+
+    # --- attributes safe from any thread -------------------------------------------------
+    @property
+    def context(self) -> Any:
+        """A slot for user data (gnet: ``Context`` / ``SetContext``); None until set, cleared after ``on_closed``."""
+        return self._ctx
+
+    @context.setter
+    def context(self, value: Any) -> None:
+        self._ctx = value
+
+    @property
+    def local_addr(self) -> unix.Address:
+        """The listener's address, in the stdlib ``socket`` module's shape."""
+        return self._local_addr
+
+    @property
+    def remote_addr(self) -> unix.Address:
+        """The peer's address (stdlib shape; ``""`` for an unnamed Unix peer)."""
+        return self._remote_addr
+
+    @property
+    def opened(self) -> bool:
+        """True from registration until the connection is closed."""
+        return self._opened
+
+    def _check(self, name: str) -> None:
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop(name)
+
+    # --- v1 buffer methods (loop only) ---------------------------------------------------------
+    def read(self) -> bytes:
+        """All unconsumed inbound bytes, without consuming them (gnet: ``Read``)."""
+        self._check("read")
+        if self._inbound.is_empty():
+            return bytes(self._buffer)
+        return self._inbound.bytes() + bytes(self._buffer)
+
+    def buffer_length(self) -> int:
+        """How many unconsumed inbound bytes there are (gnet: ``BufferLength``)."""
+        self._check("buffer_length")
+        return len(self._inbound) + len(self._buffer)
+
+    def read_n(self, n: int) -> tuple[int, bytes]:
+        """Peek ``n`` bytes without consuming: ``(size, data)`` (gnet: ``ReadN``).
+
+        As in gnet, ``n <= 0`` or more than is buffered returns everything
+        buffered, so check ``size``.
+        """
+        self._check("read_n")
+        total = len(self._inbound) + len(self._buffer)
+        if n <= 0 or n > total:
+            n = total
+        return n, self._peek(n)
+
+    def shift_n(self, n: int) -> int:
+        """Consume ``n`` bytes; return how many were consumed (gnet: ``ShiftN``).
+
+        Deliberate difference (gnet.md §3.18 #5): ``shift_n(0)`` consumes
+        nothing, where gnet's ``ShiftN(0)`` discards the whole buffer. As in
+        gnet, a negative ``n`` or one larger than what is buffered consumes
+        everything.
+        """
+        self._check("shift_n")
+        if n == 0:
+            return 0
+        total = len(self._inbound) + len(self._buffer)
+        if n < 0 or n >= total:
+            self._reset()
+            return total
+        return self._discard(n)
+
+    def reset_buffer(self) -> None:
+        """Discard every unconsumed inbound byte (gnet: ``ResetBuffer``)."""
+        self._check("reset_buffer")
+        self._reset()
+
+    # --- v2 conveniences (loop only) -----------------------------------------------------------
+    def peek(self, n: int = -1) -> bytes:
+        """Up to ``n`` unconsumed bytes (all if ``n`` < 0), not consumed (gnet v2: ``Peek``)."""
+        self._check("peek")
+        total = len(self._inbound) + len(self._buffer)
+        return self._peek(total if n < 0 or n > total else n)
+
+    def next(self, n: int = -1) -> bytes:
+        """Up to ``n`` unconsumed bytes (all if ``n`` < 0), consumed (gnet v2: ``Next``)."""
+        self._check("next")
+        total = len(self._inbound) + len(self._buffer)
+        data = self._peek(total if n < 0 or n > total else n)
+        self._discard(len(data))
+        return data
+
+    def discard(self, n: int = -1) -> int:
+        """Consume up to ``n`` bytes (all if ``n`` < 0); return how many (gnet v2: ``Discard``)."""
+        self._check("discard")
+        total = len(self._inbound) + len(self._buffer)
+        if n < 0 or n >= total:
+            self._reset()
+            return total
+        return self._discard(n)
+
+    def inbound_buffered(self) -> int:
+        """Unconsumed inbound bytes (gnet v2: ``InboundBuffered``). Safe from any thread (a snapshot)."""
+        return len(self._inbound) + len(self._buffer)
+
+    def outbound_buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel (gnet v2: ``OutboundBuffered``). Safe from any thread."""
+        return len(self._outbound)
+
+    def _peek(self, n: int) -> bytes:
+        inbound = self._inbound
+        held = len(inbound)
+        if held == 0:
+            return bytes(self._buffer[:n])
+        if n <= held:
+            return inbound.bytes(n)
+        return inbound.bytes() + bytes(self._buffer[: n - held])
+
+    def _discard(self, n: int) -> int:
+        inbound = self._inbound
+        held = len(inbound)
+        if n <= held:
+            inbound.discard(n)
+        else:
+            inbound.reset()
+            self._buffer = self._buffer[n - held :]
+        return n
+
+    def _reset(self) -> None:
+        self._inbound.reset()
+        self._buffer = _EMPTY
+
+    # --- writing on the loop ----------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Encode ``data`` with the codec and write it now, buffering what the kernel does not take.
+
+        gnet v1's internal ``c.write`` (v2: ``Write``). Loop only; from other
+        threads use ``async_write``.
+        """
+        self._check("write")
+        if self._opened:
+            self._write(data)
+
+    def writev(self, bufs: Sequence[bytes]) -> None:
+        """Encode each buffer and write them with one ``writev(2)`` (gnet: ``c.writev``). Loop only."""
+        self._check("writev")
+        if self._opened:
+            self._writev(bufs)
+
+    def flush(self) -> None:
+        """Try to write the outbound buffer now instead of waiting for EPOLLOUT (gnet v2: ``Flush``). Loop only."""
+        self._check("flush")
+        if self._opened and self._outbound:
+            self._loop._write(self)
+
+    def _write(self, data: Any) -> None:
+        """gnet: ``conn.write``: encode, PreWrite, write or buffer, AfterWrite."""
+        loop = self._loop
+        encode = loop.encode
+        packet = data if encode is None else encode(self, data)
+        if loop.pre_write is not None:
+            loop.pre_write(self)
+        self._write_raw(packet)
+        if loop.after_write is not None:
+            loop.after_write(self, data)
+
+    def _write_raw(self, packet: Any) -> None:
+        """Write ``packet`` as it is, or queue it behind pending output."""
+        if type(packet) is not bytes:
+            _check_bytes(packet, "data to write")
+        size = len(packet)
+        if not size:
+            return
+        outbound = self._outbound
+        if outbound._len:
+            # Never write around queued bytes: that would reorder the stream.
+            outbound.push(packet)
+            self._loop.on_outbound(self)
+            return
+        n = _write_nowait(self.fd, packet)
+        if n < 0:
+            if n != -_EAGAIN and n != -_EINTR:
+                self._loop.close_conn(self, unix.syscall_error("write", -n))
+                return
+            n = 0
+        if n < size:
+            if type(packet) is bytes:
+                outbound.push_view(packet, n)
+            else:
+                outbound.push(memoryview(packet)[n:])
+            self._loop.on_outbound(self)
+
+    def _writev(self, bufs: Sequence[Any]) -> None:
+        """gnet: ``conn.writev``: encode each, PreWrite, one writev, buffer the remainder."""
+        loop = self._loop
+        encode = loop.encode
+        packets = [b if encode is None else encode(self, b) for b in bufs]
+        for p in packets:
+            _check_bytes(p, "each buffer to write")
+        packets = [p for p in packets if len(p)]
+        if loop.pre_write is not None:
+            loop.pre_write(self)
+        outbound = self._outbound
+        if outbound._len or len(packets) <= 1:
+            for p in packets:
+                self._write_raw(p)
+        else:
+            n = _writev_nowait(self.fd, packets)
+            if n < 0:
+                if n != -_EAGAIN and n != -_EINTR:
+                    self._loop.close_conn(self, unix.syscall_error("writev", -n))
+                    return
+                n = 0
+            # Queue whatever the kernel did not take, from the split point on.
+            for p in packets:
+                if n >= len(p):
+                    n -= len(p)
+                    continue
+                if n:
+                    outbound.push(memoryview(p)[n:])
+                    n = 0
+                else:
+                    outbound.push(p)
+            if outbound._len:
+                loop.on_outbound(self)
+        if loop.after_write is not None:
+            for b in bufs:
+                loop.after_write(self, b)
+
+    # --- thread-safe methods ------------------------------------------------------------------------
+    def async_write(self, data: bytes) -> None:
+        """Write ``data`` (encoded) from any thread (gnet: ``AsyncWrite``).
+
+        Queued as a task on the connection's loop; writes queued from one
+        thread reach the peer in the order they were queued. Dropped
+        silently if the connection is closed by the time the task runs (as
+        gnet). Mutable buffers are copied now, so the caller may reuse them.
+
+        :raises reactor.ServerInShutdownError: the loop has stopped.
+        """
+        _check_bytes(data, "async_write() data")
+        if type(data) is not bytes:
+            data = bytes(data)
+        self._loop.poller.trigger(self._loop.async_write, self, data)
+
+    def async_writev(self, bufs: Sequence[bytes]) -> None:
+        """Write several buffers (each encoded) with one ``writev`` from any thread (gnet: ``AsyncWritev``)."""
+        for b in bufs:
+            _check_bytes(b, "each async_writev() buffer")
+        frozen = [b if type(b) is bytes else bytes(b) for b in bufs]
+        self._loop.poller.trigger(self._loop.async_writev, self, frozen)
+
+    def wake(self) -> None:
+        """Call ``react(None, c)`` on the loop soon, from any thread (gnet: ``Wake``, urgent priority)."""
+        self._loop.poller.urgent_trigger(self._loop.wake, self)
+
+    def close(self) -> None:
+        """Close the connection from any thread; ``on_closed(c, None)`` follows (gnet: ``Close``).
+
+        Pending output is flushed first as far as the kernel takes it without
+        blocking.
+        """
+        self._loop.poller.trigger(self._loop.close_conn, self, None)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    def _release(self) -> None:
+        """Drop the buffers (gnet: ``releaseTCP``) so a closed connection holds no memory."""
+        self._inbound.release()
+        self._outbound.reset()
+        self._buffer = _EMPTY
+        self._ctx = None

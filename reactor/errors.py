@@ -1,0 +1,60 @@
+"""Exceptions raised by reactor.
+
+gnet counterpart: ``pkg/errors/errors.go`` (v1.6.7). Go's sentinel ``ErrX``
+values become ``XError`` classes. Syscall failures are never wrapped: they
+stay the plain ``OSError`` subclasses raised by :mod:`reactor.unix`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodecError",
+    "EngineShutdown",
+    "InvalidNetworkAddressError",
+    "ReactorError",
+    "ServerInShutdownError",
+    "TooManyEventLoopThreadsError",
+    "UnsupportedProtocolError",
+]
+
+
+class ReactorError(Exception):
+    """Base class of reactor's own errors."""
+
+
+class UnsupportedProtocolError(ReactorError, ValueError):
+    """The network scheme of a ``proto://addr`` is not supported (gnet: ErrUnsupportedProtocol)."""
+
+
+class InvalidNetworkAddressError(ReactorError, ValueError):
+    """The address part cannot be used for its network (gnet: ErrInvalidNetworkAddress)."""
+
+
+class TooManyEventLoopThreadsError(ReactorError, ValueError):
+    """More event loops than threads reactor will start (gnet: ErrTooManyEventLoopThreads)."""
+
+
+class ServerInShutdownError(ReactorError):
+    """``stop()`` named a server that is not running or already shutting down (gnet: ErrServerInShutdown)."""
+
+
+class CodecError(ReactorError):
+    """A codec met input it cannot frame; the connection is closed with this error.
+
+    gnet v1 documents that a decode error closes the connection but actually
+    swallows it and leaves the bytes buffered (the peer then stalls forever).
+    reactor does what gnet documents: the error closes that connection and is
+    passed to ``on_closed``.
+    """
+
+
+class EngineShutdown(BaseException):
+    """Internal control flow: unwinds a loop's ``polling`` (gnet: ErrServerShutdown).
+
+    Raised by the loop when a callback returns ``Action.SHUTDOWN`` or when a
+    shutdown task runs; never escapes ``serve``. It derives from
+    BaseException, like KeyboardInterrupt, so that an ``except Exception`` in
+    user code that it unwinds through (a ``c.write`` inside ``react`` whose
+    failure closes the connection, whose ``on_closed`` asks for SHUTDOWN)
+    cannot swallow it.
+    """

@@ -1,0 +1,546 @@
+"""The event loop: one thread, one poller, the connections it owns.
+
+gnet counterpart (v1.6.7): ``eventloop_unix.go`` (``eventloop``, ``register``,
+``open``, ``read``, ``write``, ``closeConn``, ``wake``, ``ticker``,
+``handleAction``, ``closeAllSockets``), ``acceptor_unix.go`` (``el.accept``)
+and ``reactor_default_linux.go`` (``run``, ``activateMainReactor``,
+``activateSubReactor``). Edge-triggered mode follows gnet v2.
+
+Invariant: every fd in ``self.connections`` is registered with *this* loop's
+poller and no other, and only this loop's thread touches the dict (the main
+reactor hands new connections over through an urgent task, never directly).
+
+Some facts about the read and write paths
+------------------------------------------
+* A readable event gets *one* ``read(2)`` of at most ``read_buffer_cap``
+  bytes in level-triggered mode (gnet v1): if more is waiting, epoll simply
+  reports the fd again next round, and other connections get their turn in
+  between. ``read`` returning 0 means the peer closed its side (EOF).
+* ``write(2)`` on a non-blocking socket takes what fits in the socket's send
+  buffer and returns that count (a *partial write*), or fails with EAGAIN
+  when nothing fits. The rest waits in the outbound buffer, and the fd's
+  interest becomes read|write; when EPOLLOUT reports room, up to
+  MAX_BYTES_TO_WRITE_PER_LOOP bytes are flushed with ``writev``, and once the
+  buffer is empty the interest goes back to read only, because a
+  level-triggered EPOLLOUT on an idle socket would fire on every round.
+* Back-pressure (new, not in gnet): while a connection's outbound buffer is
+  above ``write_buffer_cap`` its interest is write only, so a peer that sends
+  requests but never reads the answers cannot make the server buffer without
+  bound; reading resumes when the buffer has drained to half the cap.
+* Edge-triggered mode (gnet v2): the fd is registered once for
+  in|out|rdhup with EPOLLET and never modified; reads and writes loop until
+  EAGAIN, but at most ``edge_triggered_io_chunk`` bytes per event, after
+  which the loop queues a task to continue, so one busy peer cannot starve
+  the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import unix
+from .connection import Conn
+from .errors import CodecError, EngineShutdown
+from .handler import Action, EventServer
+from .netpoll import (
+    IN_EVENTS,
+    OUT_EVENTS,
+    READ_EVENTS,
+    READ_WRITE_EVENTS,
+    WRITE_EVENTS,
+    Poller,
+)
+
+if TYPE_CHECKING:
+    from .listener import Listener
+    from .server import Engine
+
+__all__ = ["EventLoop", "MAX_BYTES_TO_WRITE_PER_LOOP", "MAX_IOV_SIZE"]
+
+#: gnet: ``MaxBytesToWritePerLoop``: bytes flushed per writable event.
+MAX_BYTES_TO_WRITE_PER_LOOP = 64 * 1024
+#: gnet: ``MaxIovSize`` (= IOV_MAX on Linux).
+MAX_IOV_SIZE = unix.IOV_MAX
+
+_EAGAIN = errno.EAGAIN
+_EINTR = errno.EINTR
+_EMPTY = memoryview(b"")
+_CLOSE = int(Action.CLOSE)
+_SHUTDOWN = int(Action.SHUTDOWN)
+_ET_FLAGS = unix.EPOLLET | unix.EPOLLRDHUP
+
+_read_nowait = unix.read_nowait
+_write_nowait = unix.write_nowait
+_writev_nowait = unix.writev_nowait
+
+
+def _overridden(handler: Any, name: str) -> Any:
+    """The handler's bound method ``name``, or None when it is EventServer's no-op.
+
+    ``pre_write``/``after_write`` run around every write; skipping the
+    no-op saves two Python calls per write for handlers that don't use them.
+    """
+    method = getattr(handler, name, None)
+    if method is None:
+        return None
+    if getattr(type(handler), name, None) is getattr(EventServer, name):
+        return None
+    return method
+
+
+def _bad_result(callback: str, result: Any) -> TypeError:
+    return TypeError(f"{callback}() must return (bytes | None, Action), got {result!r}")
+
+
+class EventLoop:
+    """One reactor thread (gnet: ``eventloop``)."""
+
+    def __init__(self, engine: Engine, poller: Poller, ln: Listener | None) -> None:
+        self.idx = 0
+        self.engine = engine
+        self.poller = poller
+        self.ln = ln  # this loop's own listener (reuse_port mode), else the shared one
+        self.logger: logging.Logger = engine.logger
+        opts = engine.opts
+        self.connections: dict[int, Conn] = {}
+        self._conn_count = 0  # read by other threads (an int read is atomic under the GIL)
+        #: Ident of the thread running this loop; loop-only Conn methods compare against it.
+        self.tid: int | None = None
+        self.thread: threading.Thread | None = None
+        # gnet: el.buffer, one read buffer shared by all this loop's connections.
+        self.buffer_cap = opts.read_buffer_cap
+        self.buffer = bytearray(self.buffer_cap)
+        self._cbuf = unix.ffi.from_buffer(self.buffer)
+        self._view = memoryview(self.buffer)
+        self.edge_triggered = opts.edge_triggered
+        self.io_chunk = opts.edge_triggered_io_chunk
+        self.write_cap = opts.write_buffer_cap
+        self.low_water = opts.write_buffer_cap // 2
+        # Handler callbacks, resolved once (the hot path calls them per frame).
+        handler = engine.handler
+        self.handler = handler
+        self._react = handler.react
+        self.pre_write = _overridden(handler, "pre_write")
+        self.after_write = _overridden(handler, "after_write")
+        codec = engine.codec
+        self.codec = codec
+        self._decode = codec.decode
+        self.encode = None if engine.builtin_codec else codec.encode
+        self._builtin = engine.builtin_codec
+
+    def __repr__(self) -> str:
+        return f"<EventLoop {self.idx} conns={self._conn_count}>"
+
+    def count_connections(self) -> int:
+        """Connections this loop owns (gnet: ``loadConn``)."""
+        return self._conn_count
+
+    # --- loop bodies (gnet: reactor_default_linux.go) ----------------------------------------------
+    def _enter(self) -> None:
+        self.tid = threading.get_ident()
+        if self.engine.opts.lock_os_thread:
+            # gnet's LockOSThread pins a goroutine to an OS thread; a Python
+            # thread already is one, so the useful equivalent is pinning that
+            # thread to a CPU (pid 0 = the calling thread for this syscall).
+            cpus = sorted(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, {cpus[max(self.idx, 0) % len(cpus)]})
+
+    def run(self) -> None:
+        """A reuse_port loop: accepts on its own listener and serves (gnet: ``run``)."""
+        self._enter()
+        try:
+            self.poller.polling(self._on_event_with_accept)
+        except EngineShutdown:
+            self.logger.debug("event-loop(%d) is exiting on request", self.idx)
+        except BaseException:
+            self.logger.exception("event-loop(%d) is exiting due to an error", self.idx)
+        finally:
+            self.close_all_conns()
+            if self.ln is not None:
+                self.ln.close()
+            self.engine.signal_shutdown()
+
+    def activate_main_reactor(self) -> None:
+        """The main reactor: only accepts, hands connections to sub-reactors (gnet: ``activateMainReactor``)."""
+        self._enter()
+        try:
+            self.poller.polling(self.engine.accept)
+        except EngineShutdown:
+            self.logger.debug("main reactor is exiting on request")
+        except BaseException:
+            self.logger.exception("main reactor is exiting due to an error")
+        finally:
+            self.engine.signal_shutdown()
+
+    def activate_sub_reactor(self) -> None:
+        """A sub-reactor: serves the connections the main reactor hands it (gnet: ``activateSubReactor``)."""
+        self._enter()
+        try:
+            self.poller.polling(self._on_event)
+        except EngineShutdown:
+            self.logger.debug("event-loop(%d) is exiting on request", self.idx)
+        except BaseException:
+            self.logger.exception("event-loop(%d) is exiting due to an error", self.idx)
+        finally:
+            self.close_all_conns()
+            self.engine.signal_shutdown()
+
+    def _on_event_with_accept(self, fd: int, ev: int) -> None:
+        if fd in self.connections:
+            self._on_event(fd, ev)
+        elif self.ln is not None and fd == self.ln.fd:
+            self.engine.accept_on(self, fd)
+
+    def _on_event(self, fd: int, ev: int) -> None:
+        """Dispatch one ready fd (the closure passed to ``Polling`` in gnet)."""
+        c = self.connections.get(fd)
+        if c is None:
+            return  # a stale event for an fd closed earlier in this batch
+        if self.edge_triggered:
+            if ev & OUT_EVENTS and c._outbound._len:
+                self._write_et(c)
+            if ev & IN_EVENTS and c._opened and not c._paused:
+                self._read_et(c)
+            return
+        # gnet's order, kept on purpose: flush pending output first (an error
+        # event must still try to deliver what is queued), and while output
+        # is pending, let EPOLLOUT take precedence over reading more requests.
+        if ev & OUT_EVENTS and c._outbound._len:
+            self._write(c)
+            if not c._opened:
+                return
+        if ev & IN_EVENTS and (not ev & OUT_EVENTS or not c._outbound._len):
+            self._read(c)
+
+    # --- registration (gnet: register, open) -------------------------------------------------------------
+    def register(self, c: Conn) -> None:
+        """Add ``c`` to this loop's epoll set and open it (gnet: ``register``; an urgent task)."""
+        try:
+            if self.edge_triggered:
+                self.poller.add_read_write(c.fd, _ET_FLAGS)
+                c._interest = READ_WRITE_EVENTS
+            else:
+                self.poller.add_read(c.fd)
+                c._interest = READ_EVENTS
+        except OSError:
+            self.logger.exception("cannot register fd %d with event-loop(%d)", c.fd, self.idx)
+            unix.close(c.fd)
+            return
+        self.connections[c.fd] = c
+        self.open(c)
+
+    def open(self, c: Conn) -> None:
+        """Mark ``c`` open and call ``on_opened`` (gnet: ``open``)."""
+        c._opened = True
+        self._conn_count += 1
+        try:
+            result = self.handler.on_opened(c)
+        except Exception as e:
+            self.logger.exception("on_opened() raised for %r; closing it", c)
+            self.close_conn(c, e)
+            return
+        try:
+            out, action = result
+        except (TypeError, ValueError):
+            err = _bad_result("on_opened", result)
+            self.logger.error("%s; closing %r", err, c)
+            self.close_conn(c, err)
+            return
+        if out is not None:
+            # gnet writes OnOpened output raw (not encoded). gnet v1 then
+            # issues a second EPOLL_CTL_ADD if output was left over, which
+            # fails with EEXIST (gnet.md §3.18 #1); on_outbound uses MOD.
+            try:
+                if self.pre_write is not None:
+                    self.pre_write(c)
+                c._write_raw(out)
+                if self.after_write is not None:
+                    self.after_write(c, out)
+            except Exception as e:
+                self.logger.exception("writing on_opened() output failed for %r; closing it", c)
+                self.close_conn(c, e)
+                return
+        self.handle_action(c, action)
+
+    # --- reading (gnet: read) ------------------------------------------------------------------------------
+    def _read(self, c: Conn) -> None:
+        """One ``read(2)`` into the loop buffer, then frames to ``react`` (gnet: ``read``)."""
+        n = _read_nowait(c.fd, self._cbuf, self.buffer_cap)
+        if n <= 0:
+            if n == 0:
+                self.close_conn(c, None)  # EOF: the peer closed its side
+            elif n != -_EAGAIN and n != -_EINTR:
+                self.close_conn(c, unix.syscall_error("read", -n))
+            return
+        c._buffer = self._view[:n]
+        self._process(c)
+
+    def _read_et(self, c: Conn) -> None:
+        """Edge-triggered read: loop until EAGAIN or the per-event chunk is used up (gnet v2)."""
+        budget = self.io_chunk
+        fd, cbuf, cap, view = c.fd, self._cbuf, self.buffer_cap, self._view
+        while True:
+            n = _read_nowait(fd, cbuf, cap)
+            if n <= 0:
+                if n == 0:
+                    self.close_conn(c, None)
+                elif n == -_EINTR:
+                    continue
+                elif n != -_EAGAIN:
+                    self.close_conn(c, unix.syscall_error("read", -n))
+                return
+            c._buffer = view[:n]
+            self._process(c)
+            if not c._opened or c._paused:
+                return
+            budget -= n
+            if budget <= 0:
+                # The edge will not be reported again for bytes already
+                # waiting: come back through the task queue.
+                self.poller.trigger(self._resume_read_et, c)
+                return
+
+    def _resume_read_et(self, c: Conn) -> None:
+        if c._opened and not c._paused and self.connections.get(c.fd) is c:
+            self._read_et(c)
+
+    def _process(self, c: Conn) -> None:
+        """Decode frames from ``c``'s input and react to each; keep the rest (gnet: the loop in ``read``)."""
+        if self._builtin:
+            # BuiltInFrameCodec.decode returns everything buffered and then
+            # None; this is the same thing without four method calls.
+            inbound = c._inbound
+            if inbound.is_empty():
+                frame = bytes(c._buffer)
+            else:
+                frame = inbound.bytes() + bytes(c._buffer)
+                inbound.reset()
+            c._buffer = _EMPTY
+            self._react_frame(frame, c)
+            return
+        decode = self._decode
+        while True:
+            try:
+                frame = decode(c)
+            except Exception as e:
+                if not isinstance(e, CodecError):
+                    self.logger.exception("codec decode() raised for %r; closing it", c)
+                else:
+                    self.logger.warning("closing %r: %s", c, e)
+                self.close_conn(c, e)
+                return
+            if frame is None:
+                break
+            if not self._react_frame(frame, c):
+                return
+        if c._buffer:
+            # The loop buffer is about to be reused: keep the unconsumed tail.
+            c._inbound.write(c._buffer)
+            c._buffer = _EMPTY
+        elif c._inbound.is_empty() and c._inbound.cap() > self.buffer_cap:
+            c._inbound.release()  # drop storage grown by a burst
+
+    def _react_frame(self, frame: Optional[bytes], c: Conn) -> bool:
+        """Call ``react``, write its output, apply its action; False when ``c`` is closed."""
+        try:
+            result = self._react(frame, c)
+        except Exception as e:
+            self.logger.exception("react() raised for %r; closing it", c)
+            self.close_conn(c, e)
+            return False
+        try:
+            out, action = result
+        except (TypeError, ValueError):
+            err = _bad_result("react", result)
+            self.logger.error("%s; closing %r", err, c)
+            self.close_conn(c, err)
+            return False
+        if out is not None:
+            try:
+                c._write(out)
+            except Exception as e:
+                self.logger.exception("writing react() output failed for %r; closing it", c)
+                self.close_conn(c, e)
+                return False
+        if action:
+            if action == _CLOSE:
+                self.close_conn(c, None)
+                return False
+            if action == _SHUTDOWN:
+                raise EngineShutdown
+        return c._opened
+
+    # --- writing (gnet: write) --------------------------------------------------------------------------------
+    def _write(self, c: Conn) -> None:
+        """Flush up to MAX_BYTES_TO_WRITE_PER_LOOP of pending output (gnet: ``el.write``)."""
+        if self.pre_write is not None:
+            self.pre_write(c)
+        outbound = c._outbound
+        bufs = outbound.peek(MAX_BYTES_TO_WRITE_PER_LOOP, MAX_IOV_SIZE)
+        n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
+        if n < 0:
+            if n != -_EAGAIN and n != -_EINTR:
+                self.close_conn(c, unix.syscall_error("write", -n))
+            return
+        outbound.discard(n)
+        self.on_outbound(c)
+
+    def _write_et(self, c: Conn) -> None:
+        """Edge-triggered flush: write until EAGAIN, empty, or the chunk is used up (gnet v2)."""
+        budget = self.io_chunk
+        outbound = c._outbound
+        while outbound._len:
+            bufs = outbound.peek(MAX_BYTES_TO_WRITE_PER_LOOP, MAX_IOV_SIZE)
+            n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
+            if n < 0:
+                if n == -_EINTR:
+                    continue
+                if n != -_EAGAIN:
+                    self.close_conn(c, unix.syscall_error("write", -n))
+                    return
+                break
+            outbound.discard(n)
+            budget -= n
+            if budget <= 0 and outbound._len:
+                self.poller.urgent_trigger(self._resume_write_et, c)
+                break
+        self.on_outbound(c)
+
+    def _resume_write_et(self, c: Conn) -> None:
+        if c._opened and c._outbound._len and self.connections.get(c.fd) is c:
+            self._write_et(c)
+
+    def on_outbound(self, c: Conn) -> None:
+        """Make ``c``'s epoll interest match its outbound buffer (the EPOLLOUT dance + back-pressure).
+
+        Level-triggered: read only when nothing is pending, read|write while
+        output is pending, write only while above ``write_buffer_cap``.
+        Edge-triggered: interest never changes; only the paused flag does,
+        and leaving the paused state must re-read explicitly (no new edge
+        will come for bytes already waiting).
+        """
+        pending = c._outbound._len
+        cap = self.write_cap
+        was_paused = c._paused
+        if not pending:
+            c._paused = False
+        elif was_paused:
+            if pending <= self.low_water:
+                c._paused = False
+        elif cap and pending > cap:
+            c._paused = True
+        if self.edge_triggered:
+            if was_paused and not c._paused:
+                self.poller.trigger(self._resume_read_et, c)
+            return
+        if not pending:
+            want = READ_EVENTS
+        elif c._paused:
+            want = WRITE_EVENTS
+        else:
+            want = READ_WRITE_EVENTS
+        if want != c._interest:
+            try:
+                unix.epoll_ctl(self.poller.fd, unix.EPOLL_CTL_MOD, c.fd, want)
+            except OSError as e:
+                self.close_conn(c, e)
+                return
+            c._interest = want
+
+    # --- tasks queued by Conn's thread-safe methods ------------------------------------------------------
+    def async_write(self, c: Conn, data: bytes) -> None:
+        """gnet: ``asyncWrite``: write if ``c`` is still open."""
+        if not c._opened:
+            return
+        try:
+            c._write(data)
+        except Exception as e:
+            self.logger.exception("async_write failed for %r; closing it", c)
+            self.close_conn(c, e)
+
+    def async_writev(self, c: Conn, bufs: list[bytes]) -> None:
+        """gnet: ``asyncWritev``."""
+        if not c._opened:
+            return
+        try:
+            c._writev(bufs)
+        except Exception as e:
+            self.logger.exception("async_writev failed for %r; closing it", c)
+            self.close_conn(c, e)
+
+    def wake(self, c: Conn) -> None:
+        """``react(None, c)`` for a still-registered ``c`` (gnet: ``wake``); stale wakes are ignored."""
+        if self.connections.get(c.fd) is not c:
+            return
+        self._react_frame(None, c)
+
+    def handle_action(self, c: Conn, action: Any) -> None:
+        """gnet: ``handleAction``: CLOSE closes, SHUTDOWN unwinds the loop, anything else is NONE."""
+        if action == _CLOSE:
+            self.close_conn(c, None)
+        elif action == _SHUTDOWN:
+            raise EngineShutdown
+
+    # --- closing (gnet: closeConn, closeAllSockets) ------------------------------------------------------
+    def close_conn(self, c: Conn, err: Optional[BaseException]) -> None:
+        """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``).
+
+        The residual flush gives up at the first error, EAGAIN included: a
+        peer that is gone or not reading must not stall the loop (gnet
+        looped forever on EAGAIN before panjf2000/gnet#341).
+        """
+        if not c._opened:
+            return  # stale: already closed
+        c._opened = False
+        outbound = c._outbound
+        while outbound._len:
+            bufs = outbound.peek(1 << 30, MAX_IOV_SIZE)
+            n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
+            if n <= 0:
+                if n < 0 and n != -_EAGAIN:
+                    self.logger.debug("closing %r: residual output dropped: %s", c, os.strerror(-n))
+                break
+            outbound.discard(n)
+        try:
+            self.poller.delete(c.fd)
+        except OSError:
+            self.logger.exception("cannot remove fd %d from event-loop(%d)", c.fd, self.idx)
+        try:
+            unix.close(c.fd)
+        except OSError:
+            self.logger.exception("cannot close fd %d in event-loop(%d)", c.fd, self.idx)
+        if self.connections.get(c.fd) is c:
+            del self.connections[c.fd]
+        self._conn_count -= 1
+        try:
+            action = self.handler.on_closed(c, err)
+        except Exception:
+            self.logger.exception("on_closed() raised for %r", c)
+            action = None
+        c._release()
+        if action == _SHUTDOWN:
+            raise EngineShutdown
+
+    def close_all_conns(self) -> None:
+        """Close every connection this loop owns, each getting ``on_closed`` (gnet: ``closeAllSockets``)."""
+        for c in list(self.connections.values()):
+            try:
+                self.close_conn(c, None)
+            except EngineShutdown:
+                pass  # already shutting down
+            except Exception:
+                self.logger.exception("error while closing %r", c)
+
+    def discard_pending_registrations(self) -> None:
+        """After the loop has stopped: close fds of connections handed over but never registered."""
+        for fn, args in self.poller.drain_tasks():
+            if getattr(fn, "__func__", None) is EventLoop.register and args:
+                conn = args[0]
+                try:
+                    unix.close(conn.fd)
+                except OSError:
+                    pass

@@ -1,0 +1,197 @@
+"""Server options: one dataclass, every field also a keyword of ``serve()``.
+
+gnet counterpart: ``options.go`` (v1.6.7: ``Options`` and the ``WithX``
+functions). Go's functional options become dataclass fields; ``serve(h, addr,
+options=Options(...), multicore=True)`` applies the keywords on top of the
+dataclass, the way ``WithOptions`` followed by ``WithMulticore`` would.
+
+Every value is checked in :meth:`Options.validate` before anything is bound,
+and a bad value raises ``ValueError`` naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Optional, Union
+
+from .load_balancer import LoadBalancing
+
+__all__ = [
+    "DEFAULT_READ_BUFFER_CAP",
+    "DEFAULT_WRITE_BUFFER_CAP",
+    "MAX_EVENT_LOOPS",
+    "Options",
+    "make_logger",
+    "normalize_read_buffer_cap",
+]
+
+#: gnet's ``ringbuffer.MaxStreamBufferCap``: the read buffer size per loop.
+DEFAULT_READ_BUFFER_CAP = 64 * 1024
+#: New in reactor: the outbound high-water mark per connection (see ``write_buffer_cap``).
+DEFAULT_WRITE_BUFFER_CAP = 4 * 1024 * 1024
+#: Default per-event I/O budget in edge-triggered mode (gnet v2: ``EdgeTriggeredIOChunk``, 1 MiB).
+DEFAULT_EDGE_TRIGGERED_IO_CHUNK = 1024 * 1024
+#: gnet refuses more than 10,000 locked OS threads (``ErrTooManyEventLoopThreads``);
+#: every reactor loop is an OS thread, so the limit always applies.
+MAX_EVENT_LOOPS = 10_000
+
+
+def normalize_read_buffer_cap(cap: int) -> int:
+    """gnet's rule: <=0 → 64 KiB, <=1 KiB → 1 KiB, otherwise rounded up to a power of two."""
+    if cap <= 0:
+        return DEFAULT_READ_BUFFER_CAP
+    if cap <= 1024:
+        return 1024
+    return 1 << (cap - 1).bit_length()
+
+
+@dataclasses.dataclass
+class Options:
+    """Everything ``serve()`` can be told (gnet: ``Options``)."""
+
+    #: Run one event loop per CPU instead of one (ignored when ``num_event_loop`` > 0).
+    multicore: bool = False
+    #: Exact number of event loops; overrides ``multicore`` when > 0.
+    num_event_loop: int = 0
+    #: How the main reactor hands connections to loops (main-reactor mode only).
+    lb: LoadBalancing = LoadBalancing.ROUND_ROBIN
+    #: SO_REUSEPORT: N loops each with its own listening socket, balanced by the
+    #: kernel, instead of one main reactor accepting for N sub-reactors.
+    reuse_port: bool = False
+    #: SO_REUSEADDR on the listener.
+    reuse_addr: bool = False
+    #: TCP keep-alive idle time and probe interval in seconds on accepted
+    #: connections (0: off). Whole seconds, as the kernel takes them; at least 1.
+    tcp_keepalive: float = 0.0
+    #: TCP_NODELAY (Nagle off) on TCP listeners, inherited by accepted sockets.
+    tcp_no_delay: bool = True
+    #: SO_RCVBUF / SO_SNDBUF for the listener (inherited by accepted sockets); 0: kernel default.
+    socket_recv_buffer: int = 0
+    socket_send_buffer: int = 0
+    #: Bytes read from one socket per readable event (the per-loop read buffer);
+    #: normalised like gnet's (<=0 → 64 KiB, min 1 KiB, power of two).
+    read_buffer_cap: int = DEFAULT_READ_BUFFER_CAP
+    #: Outbound high-water mark per connection: above it the connection stops
+    #: being read until its outbound buffer has drained to half of it. gnet's
+    #: outbound buffer is unbounded (a slow reader grows it until OOM:
+    #: panjf2000/gnet#420, #533). 0 disables the limit.
+    write_buffer_cap: int = DEFAULT_WRITE_BUFFER_CAP
+    #: Pin event loop i to CPU i (mod the CPUs available). Python threads are
+    #: already OS threads, so this is what gnet's LockOSThread amounts to here.
+    lock_os_thread: bool = False
+    #: Call the handler's ``tick`` on a ticker thread.
+    ticker: bool = False
+    #: Frames the byte stream; None: the built-in whole-buffer codec.
+    codec: Optional[Any] = None
+    #: Log to this file (with ``log_level``) in addition to the "reactor" logger's handlers.
+    log_path: str = ""
+    #: Level of the "reactor" logger while the server runs (a ``logging`` level or its name).
+    log_level: Union[int, str] = logging.INFO
+    #: Use this logger instead of ``logging.getLogger("reactor")``.
+    logger: Optional[logging.Logger] = None
+    #: gnet v2's edge-triggered mode: EPOLLET registration, reads and writes
+    #: loop until EAGAIN or ``edge_triggered_io_chunk`` bytes per event.
+    edge_triggered: bool = False
+    #: Per-event read/write budget in edge-triggered mode (fairness between connections).
+    edge_triggered_io_chunk: int = DEFAULT_EDGE_TRIGGERED_IO_CHUNK
+
+    def replace(self, **changes: Any) -> Options:
+        """A copy with ``changes`` applied; unknown names raise ``TypeError`` listing the valid ones."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {', '.join(map(repr, unknown))}; valid options: {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid option (before anything is bound)."""
+        for name in ("multicore", "reuse_port", "reuse_addr", "tcp_no_delay", "lock_os_thread", "ticker",
+                     "edge_triggered"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"option {name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("num_event_loop", "socket_recv_buffer", "socket_send_buffer", "read_buffer_cap",
+                     "write_buffer_cap", "edge_triggered_io_chunk"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"option {name} must be an int, got {value!r}")
+        for name in ("num_event_loop", "socket_recv_buffer", "socket_send_buffer", "write_buffer_cap"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"option {name} must be >= 0, got {getattr(self, name)}")
+        if self.num_event_loop > MAX_EVENT_LOOPS:
+            from .errors import TooManyEventLoopThreadsError
+
+            raise TooManyEventLoopThreadsError(
+                f"option num_event_loop={self.num_event_loop} exceeds the limit of {MAX_EVENT_LOOPS} "
+                "event-loop threads"
+            )
+        if self.edge_triggered_io_chunk <= 0:
+            raise ValueError(f"option edge_triggered_io_chunk must be > 0, got {self.edge_triggered_io_chunk}")
+        try:
+            LoadBalancing(self.lb)
+        except ValueError:
+            raise ValueError(
+                f"option lb must be a reactor.LoadBalancing value, got {self.lb!r}"
+            ) from None
+        if not isinstance(self.tcp_keepalive, (int, float)) or isinstance(self.tcp_keepalive, bool):
+            raise ValueError(f"option tcp_keepalive must be a number of seconds, got {self.tcp_keepalive!r}")
+        if self.tcp_keepalive < 0 or 0 < self.tcp_keepalive < 1:
+            # gnet logs "invalid time duration" and silently skips keep-alive
+            # for < 1 s; refusing up front is clearer.
+            raise ValueError(
+                f"option tcp_keepalive must be 0 (off) or at least 1 second, got {self.tcp_keepalive!r}"
+            )
+        if self.codec is not None and not (hasattr(self.codec, "encode") and hasattr(self.codec, "decode")):
+            raise ValueError(f"option codec must have encode(c, data) and decode(c) methods, got {self.codec!r}")
+        if self.logger is not None and not isinstance(self.logger, logging.Logger):
+            raise ValueError(f"option logger must be a logging.Logger, got {self.logger!r}")
+        if isinstance(self.log_level, str):
+            if not isinstance(logging.getLevelName(self.log_level.upper()), int):
+                raise ValueError(f"option log_level: unknown level name {self.log_level!r}")
+        elif not isinstance(self.log_level, int) or isinstance(self.log_level, bool):
+            raise ValueError(f"option log_level must be a logging level, got {self.log_level!r}")
+        if not isinstance(self.log_path, (str, os.PathLike)):
+            raise ValueError(f"option log_path must be a path, got {self.log_path!r}")
+
+    def num_loops(self) -> int:
+        """Effective number of event loops (gnet: the computation at the top of ``serve``)."""
+        if self.num_event_loop > 0:
+            return self.num_event_loop
+        if self.multicore:
+            return len(os.sched_getaffinity(0)) or 1
+        return 1
+
+
+def make_logger(opts: Options) -> tuple[logging.Logger, Any]:
+    """The logger a server uses, and a cleanup callable to run when it stops.
+
+    gnet: the logging set-up in ``Serve``. An explicit ``logger`` wins;
+    otherwise it is ``logging.getLogger("reactor")``, and ``log_path`` adds a
+    file handler at ``log_level`` for the server's lifetime (removed and
+    closed by the cleanup, so repeated serve/stop cycles leak no fds).
+    """
+    if opts.logger is not None:
+        return opts.logger, lambda: None
+    logger = logging.getLogger("reactor")
+    level = opts.log_level
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    if not opts.log_path:
+        return logger, lambda: None
+    handler = logging.FileHandler(os.fspath(opts.log_path))
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+
+    def cleanup() -> None:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(previous)
+
+    return logger, cleanup

@@ -1,0 +1,160 @@
+"""An elastic ring buffer: a connection's inbound bytes that no frame has consumed yet.
+
+gnet counterpart: ``pkg/ringbuffer/ring_buffer.go`` (v1.6.7). Same model: one
+byte array, a read index ``r`` and a write index ``w``; ``r == w`` means
+*empty or full*, so an ``is_empty`` flag disambiguates. ``peek`` hands out up
+to two zero-copy views (the part up to the end of the array, then the
+wrapped-around part from the start).
+
+Invariant: ``0 <= r, w < size`` whenever ``size > 0``; the readable bytes are
+``buf[r:w]`` when ``r < w`` and ``buf[r:] + buf[:w]`` when ``r >= w`` and not
+empty.
+
+Differences from gnet, on purpose:
+
+* Storage is allocated lazily (size 0 until the first write) and dropped
+  again by :meth:`release`, which the connection calls when the buffer
+  drains after a spike: idle connections then hold no buffer at all (gnet
+  v1.6 kept it, panjf2000/gnet#306; v2.6.2 fixed the same).
+* Sizes are not forced to powers of two after growth, so indices wrap with a
+  comparison instead of a mask.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RingBuffer"]
+
+_MIN_SIZE = 1024
+_DOUBLE_BELOW = 4096
+
+
+class RingBuffer:
+    """A growable byte ring (gnet: ``ringbuffer.RingBuffer``)."""
+
+    __slots__ = ("_buf", "_size", "_r", "_w", "_empty")
+
+    def __init__(self, size: int = 0) -> None:
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        if size:
+            size = 1 << (size - 1).bit_length()
+        self._buf = bytearray(size)
+        self._size = size
+        self._r = 0
+        self._w = 0
+        self._empty = True
+
+    # --- sizes -------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Readable bytes (gnet: ``Length``)."""
+        if self._empty:
+            return 0
+        if self._w > self._r:
+            return self._w - self._r
+        return self._size - self._r + self._w
+
+    length = __len__
+
+    def cap(self) -> int:
+        """Bytes of storage (gnet: ``Cap``)."""
+        return self._size
+
+    def free(self) -> int:
+        """Bytes that can be written without growing (gnet: ``Free``)."""
+        return self._size - len(self)
+
+    def is_empty(self) -> bool:
+        return self._empty
+
+    def is_full(self) -> bool:
+        return not self._empty and self._r == self._w
+
+    # --- reading -------------------------------------------------------------------
+    def peek(self, n: int = -1) -> tuple[memoryview, memoryview]:
+        """Up to ``n`` readable bytes (all if ``n`` < 0) as (head, tail) views, without consuming.
+
+        The views point into the ring: they are valid until the next write,
+        discard or release.
+        """
+        if self._empty or n == 0:
+            return memoryview(b""), memoryview(b"")
+        length = len(self)
+        if n < 0 or n > length:
+            n = length
+        mv = memoryview(self._buf)
+        r = self._r
+        if r + n <= self._size:
+            return mv[r : r + n], memoryview(b"")
+        head = self._size - r
+        return mv[r:], mv[: n - head]
+
+    def bytes(self, n: int = -1) -> bytes:
+        """A copy of up to ``n`` readable bytes (all if ``n`` < 0), not consumed (gnet: ``ByteBuffer``)."""
+        head, tail = self.peek(n)
+        if not tail:
+            return bytes(head)
+        return b"".join((head, tail))
+
+    def discard(self, n: int) -> int:
+        """Consume up to ``n`` bytes (all if ``n`` < 0); return how many were dropped."""
+        length = len(self)
+        if n < 0 or n >= length:
+            self.reset()
+            return length
+        self._r = (self._r + n) % self._size
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        """Copy out and consume up to ``n`` bytes (all if ``n`` < 0)."""
+        data = self.bytes(n)
+        self.discard(len(data))
+        return data
+
+    # --- writing -------------------------------------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data``, growing the storage if needed; return ``len(data)``."""
+        n = len(data)
+        if n == 0:
+            return 0
+        free = self._size - len(self)
+        if n > free:
+            self._grow(len(self) + n)
+        size, w = self._size, self._w
+        first = min(n, size - w)
+        buf = self._buf
+        buf[w : w + first] = data[:first] if first < n else data
+        if first < n:
+            buf[: n - first] = data[first:]
+        self._w = (w + n) % size
+        self._empty = False
+        return n
+
+    def _grow(self, need: int) -> None:
+        """gnet's growth policy: double while small, then 1.25x steps; a big jump is taken as asked."""
+        size = self._size
+        if size == 0:
+            new = max(_MIN_SIZE, 1 << (need - 1).bit_length())
+        elif need > 2 * size:
+            new = need
+        else:
+            new = size
+            while new < need:
+                new = new * 2 if new < _DOUBLE_BELOW else new + new // 4
+        data = self.bytes()
+        self._buf = bytearray(new)
+        self._buf[: len(data)] = data
+        self._size = new
+        self._r = 0
+        self._w = len(data) % new
+        self._empty = not data
+
+    def reset(self) -> None:
+        """Drop all readable bytes, keeping the storage (gnet: ``Reset``)."""
+        self._r = self._w = 0
+        self._empty = True
+
+    def release(self) -> None:
+        """Drop all bytes *and* the storage, so an idle connection holds no buffer."""
+        self._buf = bytearray()
+        self._size = 0
+        self.reset()

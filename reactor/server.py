@@ -1,0 +1,500 @@
+"""The server engine: start the loops, accept, shut everything down; ``serve`` and ``stop``.
+
+gnet counterpart (v1.6.7): ``server_unix.go`` (``server``, ``start``,
+``activateEventLoops``, ``activateReactors``, ``stop``, ``signalShutdown``),
+``acceptor_unix.go`` (``svr.accept``) and ``gnet.go`` (``Serve``, ``Stop``,
+``Server``).
+
+Threads. ``serve`` runs in the caller's thread and blocks there until the
+server has shut down. Each event loop is an OS thread ("reactor-loop-N"); in
+main-reactor mode one more thread accepts ("reactor-main"); with
+``ticker=True`` one more calls ``tick`` ("reactor-ticker"). All of them have
+ended, and every fd they opened is closed, before ``serve`` returns.
+
+Deliberate differences from gnet v1 (gnet.md §3.18):
+
+* The shutdown signal is a ``threading.Event`` (gnet: a one-shot condition
+  variable whose signal is lost if a loop exits before ``stop`` waits, #8).
+* ``on_shutdown`` runs after every loop has stopped and every connection got
+  ``on_closed`` (gnet calls it before telling the loops to stop, #9).
+* EMFILE/ENFILE from ``accept4`` do not shut the server down (#2): the
+  connection at the head of the backlog is accepted on a reserved fd and
+  closed at once (libuv's trick), so the peer learns immediately instead of
+  hanging, the listener stops reporting readiness for it, and accepting
+  resumes by itself once fds are free again. The error is logged, at most
+  once a second.
+* In main-reactor mode the accepting thread is stopped *before* the
+  sub-reactors, so no connection is handed to a loop that has exited.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from typing import Any, Optional
+
+from . import sockets, unix
+from .codec import BuiltInFrameCodec
+from .connection import Conn
+from .errors import EngineShutdown, ServerInShutdownError
+from .eventloop import EventLoop
+from .handler import Action, EventServer
+from .listener import Listener, init_listener, parse_proto_addr
+from .load_balancer import LoadBalancer, new_load_balancer
+from .netpoll import Poller
+from .options import Options, make_logger
+
+__all__ = ["Engine", "Server", "serve", "stop"]
+
+#: Accepts per readiness report: v2 drains until EAGAIN; a bound keeps a
+#: connect storm from starving a reuse_port loop's established connections.
+MAX_ACCEPTS_PER_EVENT = 128
+_CALLBACK_NAMES = (
+    "on_init_complete",
+    "on_shutdown",
+    "on_opened",
+    "on_closed",
+    "pre_write",
+    "after_write",
+    "react",
+    "tick",
+)
+_MIN_TICK_DELAY = 0.001
+
+
+class Server:
+    """What ``on_init_complete`` and ``on_shutdown`` receive (gnet: ``Server``)."""
+
+    def __init__(self, engine: Engine, num_event_loop: int) -> None:
+        self._engine = engine
+        #: As configured.
+        self.multicore: bool = engine.opts.multicore
+        #: The listener's real address (stdlib shape), e.g. ``("127.0.0.1", 43121)`` for ``:0``.
+        self.addr: unix.Address = engine.ln.addr
+        #: Effective number of event loops.
+        self.num_event_loop: int = num_event_loop
+        #: As configured.
+        self.reuse_port: bool = engine.opts.reuse_port
+        #: As configured, in seconds.
+        self.tcp_keepalive: float = engine.opts.tcp_keepalive
+
+    def __repr__(self) -> str:
+        return f"<Server addr={self.addr!r} loops={self.num_event_loop} reuse_port={self.reuse_port}>"
+
+    def count_connections(self) -> int:
+        """Open connections across all loops; safe from any thread (gnet: ``CountConnections``)."""
+        return sum(el.count_connections() for el in self._engine.lb)
+
+    def dup_fd(self) -> int:
+        """A close-on-exec duplicate of the listening socket; the caller must close it (gnet: ``DupFd``)."""
+        return self._engine.ln.dup()
+
+    def stop(self) -> None:
+        """Ask the server to shut down; returns at once (safe from any thread, callbacks included)."""
+        self._engine.signal_shutdown()
+
+
+class _ReserveFd:
+    """A spare fd held open so that accept can still make progress at EMFILE (libuv's trick)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd = self._open()
+
+    @staticmethod
+    def _open() -> int:
+        try:
+            return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+
+    def shed(self, listen_fd: int) -> bool:
+        """Accept one pending connection on the spare fd and close it; True if one was shed."""
+        with self._lock:
+            if self._fd < 0:
+                self._fd = self._open()
+                if self._fd < 0:
+                    return False
+            unix.close(self._fd)
+            self._fd = -1
+            shed = False
+            try:
+                nfd, _ = unix.accept4(listen_fd)
+            except OSError:
+                pass
+            else:
+                unix.close(nfd)
+                shed = True
+            self._fd = self._open()
+            return shed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                unix.close(self._fd)
+                self._fd = -1
+
+
+class Engine:
+    """The running server (gnet v1: the unexported ``server`` struct)."""
+
+    def __init__(
+        self,
+        handler: Any,
+        ln: Listener,
+        opts: Options,
+        proto_addr: str,
+        logger: logging.Logger,
+    ) -> None:
+        self.handler = _CompleteHandler.wrap(handler)
+        self.ln = ln
+        self.opts = opts
+        self.proto_addr = proto_addr
+        self.logger = logger
+        self.codec = opts.codec if opts.codec is not None else BuiltInFrameCodec()
+        self.builtin_codec = type(self.codec) is BuiltInFrameCodec
+        self.lb: LoadBalancer[EventLoop] = new_load_balancer(opts.lb)
+        self.main_loop: EventLoop | None = None
+        self.listeners: list[Listener] = []
+        self.threads: list[threading.Thread] = []
+        self._shutdown = threading.Event()
+        self._done = threading.Event()
+        self._ticker_cancel = threading.Event()
+        self._ticker_thread: threading.Thread | None = None
+        self._reserve = _ReserveFd()
+        self._last_emfile_log = 0.0
+        self.server: Server | None = None
+
+    # --- shutdown signalling (gnet: signalShutdown / waitForShutdown) --------------------------
+    def signal_shutdown(self) -> None:
+        self._shutdown.set()
+
+    def is_in_shutdown(self) -> bool:
+        """True once the whole stop sequence has finished (gnet: ``isInShutdown``)."""
+        return self._done.is_set()
+
+    def owns_current_thread(self) -> bool:
+        me = threading.current_thread()
+        return me in self.threads or me is self._ticker_thread
+
+    # --- start (gnet: start, activateEventLoops, activateReactors) ----------------------------------
+    def start(self, num_event_loop: int) -> None:
+        # AF_UNIX listeners are never SO_REUSEPORT (see listener.py), so with
+        # reuse_port they are served in main-reactor mode, as in gnet v2.
+        if self.opts.reuse_port and self.ln.network != "unix":
+            self.activate_event_loops(num_event_loop)
+        else:
+            self.activate_reactors(num_event_loop)
+
+    def _new_loop(self, ln: Listener | None) -> EventLoop:
+        poller = Poller(self.logger)
+        try:
+            el = EventLoop(self, poller, ln)
+        except BaseException:
+            poller.close()
+            raise
+        self.lb.register(el)
+        return el
+
+    def _bound_address(self) -> str:
+        """The first listener's real address as ``host:port``, so extra reuse_port
+        listeners bind the same port even when the user asked for ``:0``."""
+        addr = self.ln.addr
+        assert isinstance(addr, tuple)
+        if len(addr) == 4:
+            return f"[{addr[0]}]:{addr[1]}"
+        return f"{addr[0]}:{addr[1]}"
+
+    def activate_event_loops(self, num_event_loop: int) -> None:
+        """reuse_port mode: N loops, each accepting on its own SO_REUSEPORT listener (gnet: ``activateEventLoops``)."""
+        for i in range(num_event_loop):
+            if i == 0:
+                ln = self.ln
+            else:
+                ln = init_listener(self.ln.network, self._bound_address(), self.opts)
+                self.listeners.append(ln)
+            el = self._new_loop(ln)
+            el.poller.add_read(ln.fd)
+        for el in self.lb:
+            self._start_thread(el.run, f"reactor-loop-{el.idx}")
+        if self.opts.ticker:
+            self._start_ticker(self.lb.event_loops[0])
+
+    def activate_reactors(self, num_event_loop: int) -> None:
+        """Main-reactor mode: N sub-reactors plus one accepting main reactor (gnet: ``activateReactors``)."""
+        for _ in range(num_event_loop):
+            self._new_loop(self.ln)
+        main = EventLoop(self, Poller(self.logger), self.ln)
+        main.idx = -1
+        self.main_loop = main
+        main.poller.add_read(self.ln.fd)
+        for el in self.lb:
+            self._start_thread(el.activate_sub_reactor, f"reactor-loop-{el.idx}")
+        self._start_thread(main.activate_main_reactor, "reactor-main")
+        if self.opts.ticker:
+            self._start_ticker(main)
+
+    def _start_thread(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    # --- accept (gnet: svr.accept / el.accept) ---------------------------------------------------------
+    def accept(self, fd: int, ev: int) -> None:
+        """Main reactor: accept and hand each connection to a sub-reactor by the load balancer."""
+        for _ in range(MAX_ACCEPTS_PER_EVENT):
+            accepted = self._accept_one(fd)
+            if accepted is None:
+                return
+            nfd, remote = accepted
+            el = self.lb.next(remote)
+            c = Conn(nfd, el, self.ln.addr, remote)
+            try:
+                # Registration must happen on the owning loop's thread: only
+                # it touches its connection table and epoll interest.
+                el.poller.urgent_trigger(el.register, c)
+            except ServerInShutdownError:
+                unix.close(nfd)
+                return
+
+    def accept_on(self, el: EventLoop, fd: int) -> None:
+        """reuse_port loop: accept on its own listener and register right here (gnet: ``el.accept``)."""
+        assert el.ln is not None
+        for _ in range(MAX_ACCEPTS_PER_EVENT):
+            accepted = self._accept_one(fd)
+            if accepted is None:
+                return
+            nfd, remote = accepted
+            el.register(Conn(nfd, el, el.ln.addr, remote))
+
+    def _accept_one(self, fd: int) -> tuple[int, unix.Address] | None:
+        """One accept4 with gnet's errno triage, minus its fatal EMFILE; None: nothing (more) to accept."""
+        try:
+            nfd, remote = unix.accept4(fd)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno in (errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM):
+                # The peer gave up while in the backlog (or a firewall said
+                # no): nothing to serve, try the next one on the next event.
+                return None
+            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                now = time.monotonic()
+                if now - self._last_emfile_log >= 1.0:
+                    self._last_emfile_log = now
+                    self.logger.error(
+                        "accept4 on %s failed: %s; shedding pending connections until fds are free",
+                        self.proto_addr,
+                        e,
+                    )
+                self._reserve.shed(fd)
+                return None
+            self.logger.error("accept4 on %s failed: %s", self.proto_addr, e)
+            return None
+        if self.opts.tcp_keepalive > 0 and self.ln.network.startswith("tcp"):
+            try:
+                sockets.set_keepalive(nfd, int(self.opts.tcp_keepalive))
+            except OSError as e:
+                self.logger.error("cannot set TCP keep-alive on fd %d: %s", nfd, e)
+        return nfd, remote
+
+    # --- ticker (gnet: el.ticker) ----------------------------------------------------------------------------
+    def _start_ticker(self, el: EventLoop) -> None:
+        t = threading.Thread(target=self._ticker, args=(el,), name="reactor-ticker", daemon=True)
+        self._ticker_thread = t
+        t.start()
+
+    def _ticker(self, el: EventLoop) -> None:
+        """Call ``tick`` until cancelled; SHUTDOWN stops the server (gnet: ``ticker``).
+
+        Runs on its own thread as in gnet, so ``tick`` may block without
+        stalling I/O. A delay <= 0 would make gnet spin; here the next tick
+        waits at least 1 ms.
+        """
+        tick = self.handler.tick
+        while not self._ticker_cancel.is_set():
+            try:
+                result = tick()
+                delay, action = result
+                delay = float(delay)
+            except (TypeError, ValueError) as e:
+                self.logger.error("tick() must return (delay_seconds, Action): %s", e)
+                delay, action = 1.0, Action.NONE
+            except Exception:
+                self.logger.exception("tick() raised; ticking again in 1 s")
+                delay, action = 1.0, Action.NONE
+            if action == Action.SHUTDOWN:
+                try:
+                    el.poller.urgent_trigger(_raise_shutdown)
+                except ServerInShutdownError:
+                    pass
+                self.signal_shutdown()
+                return
+            self._ticker_cancel.wait(max(delay, _MIN_TICK_DELAY))
+
+    # --- stop (gnet: stop) ----------------------------------------------------------------------------------
+    def stop(self, s: Server) -> None:
+        """Wait for the shutdown signal, then stop and release everything, in order."""
+        try:
+            while not self._shutdown.wait(0.5):
+                pass
+        finally:
+            # Even on KeyboardInterrupt in the wait: never return with threads alive.
+            self._stop_everything()
+            try:
+                self.handler.on_shutdown(s)
+            except Exception:
+                self.logger.exception("on_shutdown() raised")
+            self._done.set()
+
+    def _stop_everything(self) -> None:
+        self._ticker_cancel.set()
+        if self.main_loop is not None:
+            self._shutdown_loop(self.main_loop)
+            self._join(self.main_loop)
+        for el in self.lb:
+            self._shutdown_loop(el)
+        for el in self.lb:
+            self._join(el)
+        for el in self.lb:
+            el.discard_pending_registrations()
+            el.poller.close()
+        if self.main_loop is not None:
+            self.main_loop.poller.close()
+        for ln in self.listeners:
+            ln.close()
+        self.ln.close()
+        if self._ticker_thread is not None and self._ticker_thread is not threading.current_thread():
+            self._ticker_thread.join()
+        self._reserve.close()
+
+    def _shutdown_loop(self, el: EventLoop) -> None:
+        try:
+            el.poller.urgent_trigger(_raise_shutdown)
+        except ServerInShutdownError:
+            pass
+
+    def _join(self, el: EventLoop) -> None:
+        for t in self.threads:
+            if t.name == ("reactor-main" if el.idx == -1 else f"reactor-loop-{el.idx}"):
+                t.join()
+
+    def close(self) -> None:
+        """Release what ``start`` may have opened when it failed half-way."""
+        self.signal_shutdown()
+        self._stop_everything()
+
+
+def _raise_shutdown() -> None:
+    raise EngineShutdown
+
+
+class _CompleteHandler:
+    """Fills in EventServer's no-op for each callback a duck-typed handler lacks."""
+
+    @staticmethod
+    def wrap(handler: Any) -> Any:
+        missing = [name for name in _CALLBACK_NAMES if not callable(getattr(handler, name, None))]
+        if not missing:
+            return handler
+        if all(not callable(getattr(handler, name, None)) for name in _CALLBACK_NAMES):
+            raise TypeError(
+                f"handler {handler!r} implements none of the callbacks ({', '.join(_CALLBACK_NAMES)}); "
+                "inherit from reactor.EventServer and override the ones you need"
+            )
+        defaults = EventServer()
+        proxy = type("HandlerWithDefaults", (), {})()
+        for name in _CALLBACK_NAMES:
+            setattr(proxy, name, getattr(handler, name) if name not in missing else getattr(defaults, name))
+        return proxy
+
+
+# --- the public entry points (gnet: Serve, Stop) -----------------------------------------------------------
+_servers: dict[str, Engine] = {}
+_servers_lock = threading.Lock()
+
+
+def serve(handler: Any, proto_addr: str, *, options: Optional[Options] = None, **opts: Any) -> None:
+    """Serve ``handler`` on ``proto_addr`` and block until the server has shut down (gnet: ``Serve``).
+
+    ``proto_addr`` is ``"tcp://host:port"``, ``"tcp4://..."``, ``"tcp6://..."``
+    or ``"unix:///path"`` (``"host:port"`` alone means tcp). Options come from
+    ``options`` with ``opts`` keywords applied on top.
+
+    :raises ValueError: an invalid option (before anything is bound).
+    :raises reactor.UnsupportedProtocolError: unknown network scheme.
+    :raises reactor.InvalidNetworkAddressError: malformed address.
+    :raises OSError: bind/listen failed (e.g. ``EADDRINUSE``).
+    """
+    o = options if options is not None else Options()
+    if opts:
+        o = o.replace(**opts)
+    o.validate()
+    o = o.replace(read_buffer_cap=_normalized_cap(o.read_buffer_cap))
+    network, address = parse_proto_addr(proto_addr)
+    logger, cleanup_logger = make_logger(o)
+    try:
+        ln = init_listener(network, address, o)
+        try:
+            _serve(handler, ln, o, proto_addr, logger)
+        finally:
+            ln.close()
+    finally:
+        cleanup_logger()
+
+
+def _normalized_cap(cap: int) -> int:
+    from .options import normalize_read_buffer_cap
+
+    return normalize_read_buffer_cap(cap)
+
+
+def _serve(handler: Any, ln: Listener, o: Options, proto_addr: str, logger: logging.Logger) -> None:
+    """gnet: the unexported ``serve``."""
+    num_event_loop = o.num_loops()
+    engine = Engine(handler, ln, o, proto_addr, logger)
+    s = Server(engine, num_event_loop)
+    engine.server = s
+    action = engine.handler.on_init_complete(s)
+    if action == Action.SHUTDOWN:
+        engine.close()
+        return
+    try:
+        engine.start(num_event_loop)
+    except BaseException:
+        logger.exception("reactor server on %s failed to start", proto_addr)
+        engine.close()
+        raise
+    with _servers_lock:
+        _servers[proto_addr] = engine
+    logger.debug("serving %s on %r with %d event loop(s)", proto_addr, ln.addr, num_event_loop)
+    try:
+        engine.stop(s)
+    finally:
+        with _servers_lock:
+            if _servers.get(proto_addr) is engine:
+                del _servers[proto_addr]
+
+
+def stop(proto_addr: str, timeout: Optional[float] = None) -> None:
+    """Shut down the server started with exactly this ``proto_addr`` (gnet: ``Stop``).
+
+    Waits until it has fully stopped, or ``timeout`` seconds. Called from one
+    of that server's own threads (a callback, ``tick``), it only signals:
+    waiting there would wait for itself.
+
+    :raises reactor.ServerInShutdownError: no running server has that address.
+    :raises TimeoutError: it did not finish stopping within ``timeout``.
+    """
+    with _servers_lock:
+        engine = _servers.get(proto_addr)
+    if engine is None or engine._shutdown.is_set():
+        raise ServerInShutdownError(f"no running server on {proto_addr!r}")
+    engine.signal_shutdown()
+    if engine.owns_current_thread():
+        return
+    if not engine._done.wait(timeout):
+        raise TimeoutError(f"server on {proto_addr!r} did not stop within {timeout} s")
