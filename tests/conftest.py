@@ -66,3 +66,87 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: skip the fd/thread leak check")
+
+
+class BackgroundServer:
+    """``reactor.serve`` on a background thread, for tests.
+
+    ``start()`` returns once ``on_init_complete`` ran (the listener is bound and
+    listening, so clients may connect; the loops accept as soon as they run).
+    ``server`` is the :class:`reactor.Server`, ``addr`` its real address.
+    ``stop()`` asks it to stop and joins the thread; ``join()`` waits for a
+    server that stops by itself (an Action.SHUTDOWN). Either re-raises an
+    exception that ``serve`` raised.
+    """
+
+    def __init__(self, handler: object, proto_addr: str = "tcp://127.0.0.1:0", **opts: object) -> None:
+        import reactor
+
+        self.handler = handler
+        self.proto_addr = proto_addr
+        self.opts = opts
+        self.server: reactor.Server | None = None
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-serve", daemon=True)
+
+    def _run(self) -> None:
+        import reactor
+
+        original = getattr(self.handler, "on_init_complete", None)
+
+        def on_init_complete(server: reactor.Server) -> reactor.Action:
+            self.server = server
+            self._ready.set()
+            return original(server) if original is not None else reactor.Action.NONE
+
+        self.handler.on_init_complete = on_init_complete  # type: ignore[attr-defined]
+        try:
+            reactor.serve(self.handler, self.proto_addr, **self.opts)
+        except BaseException as e:  # surfaced by start()/stop()/join()
+            self.error = e
+        finally:
+            self._ready.set()
+
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
+        self._thread.start()
+        assert self._ready.wait(timeout), "server did not become ready"
+        if self.error is not None:
+            raise self.error
+        return self
+
+    @property
+    def addr(self):  # type: ignore[no-untyped-def]
+        assert self.server is not None
+        return self.server.addr
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "serve() did not return"
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive() and self.server is not None:
+            self.server.stop()
+        self.join(timeout)
+
+
+@pytest.fixture
+def start_server() -> Iterator[object]:
+    """Factory: ``start_server(handler, proto_addr="tcp://127.0.0.1:0", **options)`` → a started
+    :class:`BackgroundServer`; every server still running at teardown is stopped and joined."""
+    started: list[BackgroundServer] = []
+
+    def factory(handler: object, proto_addr: str = "tcp://127.0.0.1:0", **opts: object) -> BackgroundServer:
+        bg = BackgroundServer(handler, proto_addr, **opts)
+        started.append(bg)
+        return bg.start()
+
+    yield factory
+    for bg in started:
+        bg.stop()

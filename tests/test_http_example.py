@@ -1,0 +1,213 @@
+"""The seed's HTTP server (reactor.examples.http): pipelining, split requests, bad input, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reactor.examples.http import MAX_BODY, MAX_HEADER, HTTPCodec, HTTPServer, parse_requests
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def read_responses(sock: socket.socket, n: int, deadline: float = 5.0) -> list[bytes]:
+    """Read exactly ``n`` complete responses (Content-Length framed)."""
+    buf = b""
+    out: list[bytes] = []
+    end = time.monotonic() + deadline
+    while len(out) < n:
+        while True:
+            i = buf.find(b"\r\n\r\n")
+            if i < 0:
+                break
+            head = buf[: i + 4]
+            cl = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(buf) < i + 4 + cl:
+                break
+            out.append(buf[: i + 4 + cl])
+            buf = buf[i + 4 + cl :]
+            if len(out) == n:
+                return out
+        assert time.monotonic() < end, f"only {len(out)} of {n} responses arrived"
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(out)} of {n} responses"
+        buf += chunk
+    return out
+
+
+def read_until_eof(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.fixture
+def http_server(start_server):  # type: ignore[no-untyped-def]
+    return start_server(HTTPServer(quiet=True), "tcp://127.0.0.1:0", codec=HTTPCodec())
+
+
+def connect(bg) -> socket.socket:  # type: ignore[no-untyped-def]
+    s = socket.create_connection(bg.addr, timeout=5)
+    return s
+
+
+def test_single_request_gets_the_seed_response(http_server) -> None:  # type: ignore[no-untyped-def]
+    """200 OK with Server, Date and Content-Length headers and the 'Hello World!' body."""
+    with connect(http_server) as s:
+        s.sendall(GET)
+        (resp,) = read_responses(s, 1)
+    head, body = resp.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    names = {line.split(b":", 1)[0].lower() for line in lines[1:]}
+    assert {b"server", b"date", b"content-length"} <= names
+    assert body == b"Hello World!\r\n"
+    assert b"Content-Length: 14" in head
+
+
+def test_pipelined_requests_in_one_write_are_all_answered_in_order(http_server) -> None:  # type: ignore[no-untyped-def]
+    """100 requests sent in one write get 100 responses, nothing more."""
+    with connect(http_server) as s:
+        reqs = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(100))
+        s.sendall(reqs)
+        resps = read_responses(s, 100)
+        assert all(r.startswith(b"HTTP/1.1 200 OK\r\n") for r in resps)
+        s.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            s.recv(1)  # no extra response
+
+
+def test_request_split_across_reads_is_not_lost(http_server) -> None:  # type: ignore[no-untyped-def]
+    """A request arriving byte by byte is answered once it is complete (the seed lost it)."""
+    with connect(http_server) as s:
+        for i in range(len(GET)):
+            s.sendall(GET[i : i + 1])
+            time.sleep(0.002)
+        (resp,) = read_responses(s, 1)
+        assert resp.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_request_with_body_across_reads(http_server) -> None:  # type: ignore[no-untyped-def]
+    """A POST body is consumed with its request: the next pipelined request is answered too."""
+    req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+    with connect(http_server) as s:
+        s.sendall(req[:-4])
+        time.sleep(0.05)
+        s.sendall(req[-4:] + GET)
+        resps = read_responses(s, 2)
+        assert len(resps) == 2
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"BAD\r\n\r\n", 400),
+        (b"GET /\r\n\r\n", 400),
+        (b"get / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (2**63), 413),
+        (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1), 413),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * (MAX_HEADER + 10), 431),
+    ],
+    ids=["garbage", "no-version", "lowercase-method", "http2", "bad-length", "length-2**63", "too-big", "chunked",
+         "huge-header"],
+)
+def test_malformed_request_gets_an_error_answer_and_close(http_server, request_bytes: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
+    """Bad input: the good requests before it are answered, then the error status, then EOF."""
+    with connect(http_server) as s:
+        s.sendall(GET + request_bytes)
+        data = read_until_eof(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 %d " % status in data
+    # The server keeps serving others.
+    with connect(http_server) as s2:
+        s2.sendall(GET)
+        assert read_responses(s2, 1)[0].startswith(b"HTTP/1.1 200 OK")
+
+
+def test_connection_close_and_http10(http_server) -> None:  # type: ignore[no-untyped-def]
+    """'Connection: close' and HTTP/1.0 get their answer and then EOF; requests after it are ignored."""
+    with connect(http_server) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET)
+        data = read_until_eof(s)
+    assert data.count(b"HTTP/1.1 200 OK") == 1
+    with connect(http_server) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert read_until_eof(s).count(b"200 OK") == 1
+    with connect(http_server) as s:
+        s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
+        assert len(read_responses(s, 2)) == 2
+
+
+def test_parse_requests_reports_requests_before_an_error() -> None:
+    """The parser counts valid requests, stops at a partial one, and reports the first bad one."""
+    assert parse_requests(GET * 3) == (3, len(GET) * 3, False, None)
+    assert parse_requests(GET * 2 + GET[:10]) == (2, len(GET) * 2, False, None)
+    count, end, close, err = parse_requests(GET + b"NOPE\r\n\r\n" + GET)
+    assert (count, end, close) == (1, len(GET), False)
+    assert err is not None and err.status == 400
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("extra", [[], ["--loops", "2"], ["--loops", "2", "--reuse-port"]], ids=["1", "2", "2-reuseport"])
+def test_example_process_serves_and_exits_0_on_sigterm(extra: list[str]) -> None:
+    """The README's main command: serves the seed response, SIGTERM stops it cleanly with exit code 0."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor.examples.http", "--port", str(port), "--host", "127.0.0.1", *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "listening on ..." once bound
+        assert b"listening" in line, line
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(GET * 4)
+            assert len(read_responses(s, 4)) == 4
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_example_process_exits_0_on_sigint() -> None:
+    """Ctrl-C (SIGINT) stops the example cleanly too."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor.examples.http", "--port", str(port), "--host", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stderr is not None
+        assert b"listening" in proc.stderr.readline()
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
