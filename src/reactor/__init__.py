@@ -16,10 +16,23 @@ with gnet v2's fixes where they fix something; see docs/.
 
 from __future__ import annotations
 
-from .codec import BuiltInFrameCodec, ICodec
+from .codec import (
+    BuiltInFrameCodec,
+    DecoderConfig,
+    DelimiterBasedFrameCodec,
+    EncoderConfig,
+    FixedLengthFrameCodec,
+    ICodec,
+    LengthFieldBasedFrameCodec,
+    LineBasedFrameCodec,
+)
 from .connection import Conn
 from .errors import (
     CodecError,
+    FrameTooLongError,
+    InvalidFixedLengthError,
+    TooLessLengthError,
+    UnsupportedLengthError,
     InvalidNetworkAddressError,
     ReactorError,
     ServerInShutdownError,
@@ -38,6 +51,16 @@ __all__ = [
     "BuiltInFrameCodec",
     "CodecError",
     "Conn",
+    "DecoderConfig",
+    "DelimiterBasedFrameCodec",
+    "EncoderConfig",
+    "FixedLengthFrameCodec",
+    "FrameTooLongError",
+    "InvalidFixedLengthError",
+    "LengthFieldBasedFrameCodec",
+    "LineBasedFrameCodec",
+    "TooLessLengthError",
+    "UnsupportedLengthError",
     "EventHandler",
     "EventServer",
     "ICodec",

@@ -71,6 +71,7 @@ class Conn:
         "_local_addr",
         "_remote_addr",
         "_buffer",
+        "_boff",
         "_inbound",
         "_outbound",
         "_opened",
@@ -87,6 +88,7 @@ class Conn:
         self._local_addr = local_addr
         self._remote_addr = remote_addr
         self._buffer: memoryview = _EMPTY
+        self._boff = 0  # where _buffer starts inside the loop's read buffer
         self._inbound = RingBuffer()
         self._outbound = ListBuffer()
         self._opened = False
@@ -197,6 +199,24 @@ class Conn:
             return total
         return self._discard(n)
 
+    def find(self, sub: bytes, start: int = 0) -> int:
+        """Offset of ``sub`` in the unconsumed inbound bytes (from ``start``), or -1.
+
+        For codecs: in the common case (nothing left over from earlier reads)
+        this searches the loop's read buffer in place, so a decoder looking
+        for delimiters costs no copy per frame (``peek(-1)`` per frame would
+        copy the rest of the read each time: quadratic in frames per read).
+        """
+        self._check("find")
+        if self._inbound.is_empty():
+            size = len(self._buffer)
+            if start >= size:
+                return -1
+            base = self._boff
+            i = self._loop.buffer.find(sub, base + max(start, 0), base + size)
+            return i if i < 0 else i - base
+        return (self._inbound.bytes() + bytes(self._buffer)).find(sub, start)
+
     def inbound_buffered(self) -> int:
         """Unconsumed inbound bytes (gnet v2: ``InboundBuffered``). Safe from any thread (a snapshot)."""
         return len(self._inbound) + len(self._buffer)
@@ -222,6 +242,7 @@ class Conn:
         else:
             inbound.reset()
             self._buffer = self._buffer[n - held :]
+            self._boff += n - held
         return n
 
     def _reset(self) -> None:

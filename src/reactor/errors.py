@@ -9,6 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "CodecError",
+    "FrameTooLongError",
+    "InvalidFixedLengthError",
+    "TooLessLengthError",
+    "UnsupportedLengthError",
     "EngineShutdown",
     "InvalidNetworkAddressError",
     "ReactorError",
@@ -45,6 +49,26 @@ class CodecError(ReactorError):
     swallows it and leaves the bytes buffered (the peer then stalls forever).
     reactor does what gnet documents: the error closes that connection and is
     passed to ``on_closed``.
+    """
+
+
+class InvalidFixedLengthError(CodecError):
+    """Data to encode is not a multiple of the fixed frame length (gnet: ErrInvalidFixedLength)."""
+
+
+class UnsupportedLengthError(CodecError):
+    """A length field size other than 1, 2, 3, 4 or 8 bytes (gnet: ErrUnsupportedLength)."""
+
+
+class TooLessLengthError(CodecError):
+    """An encoded or decoded length that comes out negative (gnet: ErrTooLessLength)."""
+
+
+class FrameTooLongError(CodecError):
+    """A frame over the codec's ``max_frame_length`` (new; Netty: TooLongFrameException).
+
+    Refusing it bounds the memory one peer can make the server buffer: without
+    a limit a peer announcing a 4 GiB frame is buffered until memory runs out.
     """
 
 

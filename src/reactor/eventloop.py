@@ -277,6 +277,7 @@ class EventLoop:
                 self.close_conn(c, unix.syscall_error("read", -n))
             return
         c._buffer = self._view[:n]
+        c._boff = 0
         self._process(c)
 
     def _read_et(self, c: Conn) -> None:
@@ -294,6 +295,7 @@ class EventLoop:
                     self.close_conn(c, unix.syscall_error("read", -n))
                 return
             c._buffer = view[:n]
+            c._boff = 0
             self._process(c)
             if not c._opened or c._paused:
                 return

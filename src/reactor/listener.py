@@ -84,9 +84,14 @@ class Listener:
     def normalize(self) -> None:
         """Create, bind and listen (gnet: ``normalize``)."""
         if self.network == "unix":
+            if self.address.startswith("@"):
+                # Go's spelling of the Linux abstract namespace: "@name" is
+                # the name "\0name", which has no file.
+                self.fd, self.addr, self.family = sockets.unix_socket("\0" + self.address[1:], True, self.sock_opts)
+                return
             self._remove_stale_socket()
             self.fd, self.addr, self.family = sockets.unix_socket(self.address, True, self.sock_opts)
-            if not self.address.startswith("\0") and not self.address.startswith("@"):
+            if not self.address.startswith("\0"):
                 st = os.stat(self.address)
                 self._inode = (st.st_dev, st.st_ino)
         else:
