@@ -37,7 +37,7 @@ from .ringbuffer import RingBuffer
 if TYPE_CHECKING:
     from .eventloop import EventLoop
 
-__all__ = ["Conn"]
+__all__ = ["Conn", "UDPConn"]
 
 _EMPTY = memoryview(b"")
 _get_ident = threading.get_ident
@@ -388,3 +388,87 @@ class Conn:
         self._outbound.reset()
         self._buffer = _EMPTY
         self._ctx = None
+
+
+class UDPConn(Conn):
+    """A UDP peer (gnet: ``conn`` built by ``newUDPConn``).
+
+    On a server, one is made per datagram: ``remote_addr`` is its sender,
+    ``read()``/``peek()`` see the datagram, and the object is not reused
+    (gnet does the same; its Context does not persist between datagrams
+    either). A client's connected UDP socket has one for its lifetime.
+
+    Writing sends one datagram to ``remote_addr`` right away with
+    ``sendto(2)`` on the calling thread: a datagram is sent whole or not at
+    all, so there is no outbound buffer to order, and ``send_to``,
+    ``async_write`` and ``write`` are all safe from any thread. No codec is
+    applied (gnet never encodes UDP).
+    """
+
+    __slots__ = ("_family", "_connected")
+
+    def __init__(
+        self,
+        fd: int,
+        loop: EventLoop,
+        local_addr: unix.Address,
+        remote_addr: unix.Address,
+        family: int,
+        connected: bool = False,
+    ) -> None:
+        super().__init__(fd, loop, local_addr, remote_addr)
+        self._family = family
+        self._connected = connected
+
+    def __repr__(self) -> str:
+        return f"<UDPConn fd={self.fd} local={self._local_addr!r} remote={self._remote_addr!r}>"
+
+    def send_to(self, data: bytes) -> None:
+        """Send ``data`` as one datagram to the peer, from any thread (gnet: ``SendTo``).
+
+        :raises OSError: what ``sendto(2)`` reports (e.g. EMSGSIZE for a
+            datagram over the path's limit, ECONNREFUSED on a connected socket
+            whose peer is not listening).
+        """
+        _check_bytes(data, "send_to() data")
+        loop = self._loop
+        if loop.pre_write is not None:
+            loop.pre_write(self)
+        if self._connected:
+            unix.write(self.fd, data)
+        else:
+            unix.sendto(self.fd, data, 0, self._family, self._remote_addr)
+        if loop.after_write is not None:
+            loop.after_write(self, data)
+
+    def write(self, data: bytes) -> None:
+        """Send one datagram to the peer (same as :meth:`send_to`)."""
+        self.send_to(data)
+
+    def writev(self, bufs: Sequence[bytes]) -> None:
+        """Send the buffers joined as one datagram."""
+        self.send_to(b"".join(bufs))
+
+    def async_write(self, data: bytes) -> None:
+        """Send one datagram (same as :meth:`send_to`: sendto is already thread-safe)."""
+        self.send_to(data)
+
+    def async_writev(self, bufs: Sequence[bytes]) -> None:
+        self.send_to(b"".join(bufs))
+
+    def flush(self) -> None:
+        """Nothing to flush: datagrams are never buffered."""
+
+    def _write(self, data: Any) -> None:
+        self.send_to(data)
+
+    def wake(self) -> None:
+        """``react(None, c)`` on the loop; only for a client's connected UDP socket."""
+        if not self._connected:
+            raise RuntimeError("wake() is for connected UDP sockets; a server datagram's conn is not kept")
+        super().wake()
+
+    def close(self) -> None:
+        """Close a client's connected UDP socket; a server datagram's conn has nothing to close."""
+        if self._connected:
+            super().close()

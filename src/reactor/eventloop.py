@@ -43,7 +43,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import unix
-from .connection import Conn
+from .connection import Conn, UDPConn
 from .errors import CodecError, EngineShutdown
 from .handler import Action, EventServer
 from .netpoll import (
@@ -107,6 +107,9 @@ class EventLoop:
         self.logger: logging.Logger = engine.logger
         opts = engine.opts
         self.connections: dict[int, Conn] = {}
+        #: A client's connected UDP sockets (gnet: ``udpSockets``); server UDP
+        #: sockets are the loop's listener and are not in either table.
+        self.udp_conns: dict[int, UDPConn] = {}
         self._conn_count = 0  # read by other threads (an int read is atomic under the GIL)
         #: Ident of the thread running this loop; loop-only Conn methods compare against it.
         self.tid: int | None = None
@@ -193,13 +196,21 @@ class EventLoop:
         if fd in self.connections:
             self._on_event(fd, ev)
         elif self.ln is not None and fd == self.ln.fd:
-            self.engine.accept_on(self, fd)
+            if self.ln.is_udp:
+                self._read_udp(fd, None)
+            else:
+                self.engine.accept_on(self, fd)
+        elif fd in self.udp_conns:
+            self._read_udp(fd, self.udp_conns[fd])
 
     def _on_event(self, fd: int, ev: int) -> None:
         """Dispatch one ready fd (the closure passed to ``Polling`` in gnet)."""
         c = self.connections.get(fd)
         if c is None:
-            return  # a stale event for an fd closed earlier in this batch
+            udp = self.udp_conns.get(fd)
+            if udp is not None:
+                self._read_udp(fd, udp)
+            return  # otherwise: a stale event for an fd closed earlier in this batch
         if self.edge_triggered:
             if ev & OUT_EVENTS and c._outbound._len:
                 self._write_et(c)
@@ -376,6 +387,79 @@ class EventLoop:
                 raise EngineShutdown
         return c._opened
 
+    # --- UDP (gnet: readUDP) --------------------------------------------------------------------------
+    def _read_udp(self, fd: int, conn: Optional[UDPConn]) -> None:
+        """One datagram → one ``react`` (gnet: ``readUDP``).
+
+        ``conn`` is None for the server's socket: each datagram then gets a
+        fresh :class:`UDPConn` whose ``remote_addr`` is its sender, and what
+        ``react`` returns is sent back to that sender.
+
+        MSG_TRUNC makes ``recvfrom`` return a datagram's real length even
+        when it did not fit in the read buffer; such a datagram was cut by
+        the kernel, so it is dropped and logged instead of being handed to
+        ``react`` as if whole (raise ``read_buffer_cap`` to accept it).
+        """
+        try:
+            n, sender = unix.recvfrom_into(fd, self.buffer, unix.MSG_TRUNC)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            # E.g. ECONNREFUSED on a connected socket after an ICMP
+            # port-unreachable: report it and keep the socket.
+            self.logger.warning("recvfrom on fd %d failed: %s", fd, e)
+            return
+        if n > self.buffer_cap:
+            self.logger.warning(
+                "dropped a %d-byte datagram from %r: larger than read_buffer_cap=%d, the kernel truncated it",
+                n,
+                sender,
+                self.buffer_cap,
+            )
+            return
+        if conn is None:
+            assert self.ln is not None
+            c = UDPConn(fd, self, self.ln.addr, sender if sender is not None else "", self.ln.family)
+            c._opened = True
+        else:
+            c = conn
+        c._buffer = self._view[:n]
+        c._boff = 0
+        try:
+            result = self._react(bytes(c._buffer), c)
+        except Exception:
+            self.logger.exception("react() raised for a datagram from %r", c.remote_addr)
+            c._buffer = _EMPTY
+            return
+        c._buffer = _EMPTY
+        if conn is None:
+            c._opened = False  # a server datagram's conn lives for one react
+        try:
+            out, action = result
+        except (TypeError, ValueError):
+            self.logger.error("%s", _bad_result("react", result))
+            return
+        if out is not None:
+            try:
+                c.send_to(out)
+            except OSError as e:
+                self.logger.warning("sending a datagram to %r failed: %s", c.remote_addr, e)
+        if action == _SHUTDOWN:
+            raise EngineShutdown
+        if action == _CLOSE and conn is not None:
+            self.close_conn(conn, None)
+
+    def register_udp(self, c: UDPConn) -> None:
+        """Add a client's connected UDP socket to this loop (gnet: ``register`` for UDP; no on_opened)."""
+        try:
+            self.poller.add_read(c.fd)
+        except OSError:
+            self.logger.exception("cannot register UDP fd %d with event-loop(%d)", c.fd, self.idx)
+            unix.close(c.fd)
+            raise
+        c._opened = True
+        self.udp_conns[c.fd] = c
+
     # --- writing (gnet: write) --------------------------------------------------------------------------------
     def _write(self, c: Conn) -> None:
         """Flush up to MAX_BYTES_TO_WRITE_PER_LOOP of pending output (gnet: ``el.write``)."""
@@ -517,7 +601,9 @@ class EventLoop:
             self.logger.exception("cannot close fd %d in event-loop(%d)", c.fd, self.idx)
         if self.connections.get(c.fd) is c:
             del self.connections[c.fd]
-        self._conn_count -= 1
+            self._conn_count -= 1
+        elif self.udp_conns.get(c.fd) is c:
+            del self.udp_conns[c.fd]
         try:
             action = self.handler.on_closed(c, err)
         except Exception:
@@ -529,7 +615,7 @@ class EventLoop:
 
     def close_all_conns(self) -> None:
         """Close every connection this loop owns, each getting ``on_closed`` (gnet: ``closeAllSockets``)."""
-        for c in list(self.connections.values()):
+        for c in [*self.connections.values(), *self.udp_conns.values()]:
             try:
                 self.close_conn(c, None)
             except EngineShutdown:

@@ -30,8 +30,7 @@ from .options import Options
 
 __all__ = ["Listener", "init_listener", "parse_proto_addr"]
 
-_STREAM_NETWORKS = ("tcp", "tcp4", "tcp6", "unix")
-_UDP_NETWORKS = ("udp", "udp4", "udp6")
+_NETWORKS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix")
 
 
 def parse_proto_addr(proto_addr: str) -> tuple[str, str]:
@@ -50,14 +49,9 @@ def parse_proto_addr(proto_addr: str) -> tuple[str, str]:
     network, sep, address = proto_addr.partition("://")
     if not sep:
         network, address = "tcp", proto_addr
-    if network in _UDP_NETWORKS:
+    if network not in _NETWORKS:
         raise UnsupportedProtocolError(
-            f"network {network!r} is not supported yet: reactor serves tcp, tcp4, tcp6 and unix "
-            "(UDP arrives with the codecs/UDP work)"
-        )
-    if network not in _STREAM_NETWORKS:
-        raise UnsupportedProtocolError(
-            f"unsupported network {network!r} in {proto_addr!r}; use one of {', '.join(_STREAM_NETWORKS)}"
+            f"unsupported network {network!r} in {proto_addr!r}; use one of {', '.join(_NETWORKS)}"
         )
     if network == "unix":
         if not address:
@@ -71,7 +65,8 @@ class Listener:
     """A bound, listening, non-blocking socket (gnet: ``listener``)."""
 
     def __init__(self, network: str, address: str, sock_opts: list[sockets.SockOpt]) -> None:
-        self.network = network  # "tcp"/"tcp4"/"tcp6"/"unix" as given
+        self.network = network  # "tcp"/"tcp4"/"tcp6"/"udp"/"udp4"/"udp6"/"unix" as given
+        self.is_udp = network.startswith("udp")
         self.address = address  # as given, not lower-cased
         self.sock_opts = sock_opts
         self.fd = -1
@@ -94,6 +89,8 @@ class Listener:
             if not self.address.startswith("\0"):
                 st = os.stat(self.address)
                 self._inode = (st.st_dev, st.st_ino)
+        elif self.network.startswith("udp"):
+            self.fd, self.addr, self.family = sockets.udp_socket(self.network, self.address, False, self.sock_opts)
         else:
             self.fd, self.addr, self.family = sockets.tcp_socket(self.network, self.address, True, self.sock_opts)
 
@@ -135,7 +132,9 @@ class Listener:
 def init_listener(network: str, address: str, options: Options) -> Listener:
     """Build the socket options and a listening ``Listener`` (gnet: ``initListener``)."""
     sock_opts: list[sockets.SockOpt] = []
-    if options.reuse_port and network != "unix":
+    # UDP always gets SO_REUSEPORT (as gnet): every loop owns one socket on
+    # the same address and the kernel spreads datagrams by source.
+    if (options.reuse_port and network != "unix") or network.startswith("udp"):
         sock_opts.append(sockets.SockOpt(sockets.set_reuseport, 1))
     if options.reuse_addr:
         sock_opts.append(sockets.SockOpt(sockets.set_reuse_addr, 1))

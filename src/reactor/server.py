@@ -184,7 +184,8 @@ class Engine:
     def start(self, num_event_loop: int) -> None:
         # AF_UNIX listeners are never SO_REUSEPORT (see listener.py), so with
         # reuse_port they are served in main-reactor mode, as in gnet v2.
-        if self.opts.reuse_port and self.ln.network != "unix":
+        # UDP is always served this way (gnet: one SO_REUSEPORT socket per loop).
+        if self.ln.is_udp or (self.opts.reuse_port and self.ln.network != "unix"):
             self.activate_event_loops(num_event_loop)
         else:
             self.activate_reactors(num_event_loop)

@@ -31,7 +31,9 @@ __all__ = [
     "set_reuseport",
     "set_send_buffer",
     "resolve_tcp_addr",
+    "resolve_udp_addr",
     "tcp_socket",
+    "udp_socket",
     "unix_socket",
 ]
 
@@ -111,30 +113,39 @@ def max_listener_backlog() -> int:
 
 
 def resolve_tcp_addr(network: str, address: str, passive: bool = True) -> tuple[int, unix.Address]:
-    """``host:port`` → (family, stdlib-shaped address) (gnet: ``GetTCPSockAddr``).
+    """``host:port`` → (family, stdlib-shaped address) for TCP (gnet: ``GetTCPSockAddr``).
 
-    An empty host means the wildcard address: IPv4 for ``tcp``/``tcp4`` (as
-    gnet, whose resolver picks tcp4 for an empty IP) and IPv6 for ``tcp6``.
-    Names are resolved with ``getaddrinfo``; the first result of the wanted
-    family wins.
+    An empty host means the wildcard address when binding: IPv4 for
+    ``tcp``/``tcp4`` (as gnet, whose resolver picks tcp4 for an empty IP) and
+    IPv6 for ``tcp6``; when dialing it means this host's loopback, as Go's
+    ``net.Dial`` does. Names are resolved with ``getaddrinfo``; the first
+    result of the wanted family wins.
 
     :raises InvalidNetworkAddressError: no port, a bad port, or an unresolvable host.
     """
+    return _resolve(network, address, passive, _socket.SOCK_STREAM)
+
+
+def resolve_udp_addr(network: str, address: str, passive: bool = True) -> tuple[int, unix.Address]:
+    """The same for ``udp``/``udp4``/``udp6`` (gnet: ``GetUDPSockAddr``)."""
+    return _resolve(network, address, passive, _socket.SOCK_DGRAM)
+
+
+def _resolve(network: str, address: str, passive: bool, socktype: int) -> tuple[int, unix.Address]:
     host, port = split_host_port(address)
-    if network == "tcp6":
+    if network.endswith("6"):
         family = _socket.AF_INET6
-    elif network == "tcp4":
+    elif network.endswith("4"):
         family = _socket.AF_INET
     else:
         family = _socket.AF_UNSPEC
     if host == "":
-        if family == _socket.AF_INET6:
-            return unix.AF_INET6, ("::", port, 0, 0)
-        return unix.AF_INET, ("0.0.0.0", port)
+        v6 = family == _socket.AF_INET6
+        if passive:
+            return (unix.AF_INET6, ("::", port, 0, 0)) if v6 else (unix.AF_INET, ("0.0.0.0", port))
+        return (unix.AF_INET6, ("::1", port, 0, 0)) if v6 else (unix.AF_INET, ("127.0.0.1", port))
     try:
-        infos = _socket.getaddrinfo(
-            host, port, family, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE if passive else 0
-        )
+        infos = _socket.getaddrinfo(host, port, family, socktype, 0, _socket.AI_PASSIVE if passive else 0)
     except (_socket.gaierror, UnicodeError) as e:
         raise InvalidNetworkAddressError(f"cannot resolve {address!r} for {network}: {e}") from e
     for fam, _type, _proto, _name, sockaddr in infos:
@@ -214,6 +225,32 @@ def unix_socket(address: str, passive: bool, sock_opts: Sequence[SockOpt] = ()) 
             except BlockingIOError:
                 pass
         return fd, unix.getsockname(fd), unix.AF_UNIX
+    except BaseException:
+        unix.close(fd)
+        raise
+
+
+def udp_socket(
+    network: str, address: str, connect: bool, sock_opts: Sequence[SockOpt] = ()
+) -> tuple[int, unix.Address, int]:
+    """A non-blocking UDP socket, bound to ``address`` or connected to it (gnet: ``UDPSocket``).
+
+    A bound socket receives from anyone (the server side); a connected one
+    exchanges datagrams with one peer only and may use plain ``send``.
+
+    :returns: ``(fd, local address, family)``.
+    """
+    family, sockaddr = resolve_udp_addr(network, address, passive=not connect)
+    fd = unix.socket(family, unix.SOCK_DGRAM | NONBLOCK_CLOEXEC, unix.IPPROTO_UDP)
+    try:
+        if family == unix.AF_INET6 and network == "udp6":
+            unix.setsockopt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+        _apply(fd, sock_opts)
+        if connect:
+            unix.connect(fd, family, sockaddr)  # a UDP connect never blocks: it only sets the peer
+        else:
+            unix.bind(fd, family, sockaddr)
+        return fd, unix.getsockname(fd), family
     except BaseException:
         unix.close(fd)
         raise
