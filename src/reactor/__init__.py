@@ -26,7 +26,8 @@ from .codec import (
     LengthFieldBasedFrameCodec,
     LineBasedFrameCodec,
 )
-from .connection import Conn
+from .client import Client
+from .connection import Conn, UDPConn
 from .errors import (
     CodecError,
     FrameTooLongError,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "BuiltInFrameCodec",
+    "Client",
     "CodecError",
     "Conn",
     "DecoderConfig",
@@ -71,6 +73,7 @@ __all__ = [
     "Server",
     "ServerInShutdownError",
     "TooManyEventLoopThreadsError",
+    "UDPConn",
     "UnsupportedProtocolError",
     "serve",
     "stop",

@@ -96,6 +96,8 @@ class Options:
     edge_triggered: bool = False
     #: Per-event read/write budget in edge-triggered mode (fairness between connections).
     edge_triggered_io_chunk: int = DEFAULT_EDGE_TRIGGERED_IO_CHUNK
+    #: Client only: seconds ``Client.dial`` waits for a connection to be established.
+    dial_timeout: float = 10.0
 
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied; unknown names raise ``TypeError`` listing the valid ones."""
@@ -128,6 +130,12 @@ class Options:
                 f"option num_event_loop={self.num_event_loop} exceeds the limit of {MAX_EVENT_LOOPS} "
                 "event-loop threads"
             )
+        if (
+            not isinstance(self.dial_timeout, (int, float))
+            or isinstance(self.dial_timeout, bool)
+            or self.dial_timeout <= 0
+        ):
+            raise ValueError(f"option dial_timeout must be a positive number of seconds, got {self.dial_timeout!r}")
         if self.edge_triggered_io_chunk <= 0:
             raise ValueError(f"option edge_triggered_io_chunk must be > 0, got {self.edge_triggered_io_chunk}")
         try:

@@ -72,8 +72,9 @@ class Server:
         self._engine = engine
         #: As configured.
         self.multicore: bool = engine.opts.multicore
-        #: The listener's real address (stdlib shape), e.g. ``("127.0.0.1", 43121)`` for ``:0``.
-        self.addr: unix.Address = engine.ln.addr
+        #: The listener's real address (stdlib shape), e.g. ``("127.0.0.1", 43121)`` for ``:0``;
+        #: None for a :class:`reactor.Client`.
+        self.addr: Optional[unix.Address] = engine.ln.addr if engine.ln is not None else None
         #: Effective number of event loops.
         self.num_event_loop: int = num_event_loop
         #: As configured.
@@ -90,6 +91,8 @@ class Server:
 
     def dup_fd(self) -> int:
         """A close-on-exec duplicate of the listening socket; the caller must close it (gnet: ``DupFd``)."""
+        if self._engine.ln is None:
+            raise RuntimeError("a client has no listening socket to duplicate")
         return self._engine.ln.dup()
 
     def stop(self) -> None:
