@@ -36,6 +36,8 @@ DEFAULT_EDGE_TRIGGERED_IO_CHUNK = 1024 * 1024
 #: gnet refuses more than 10,000 locked OS threads (``ErrTooManyEventLoopThreads``);
 #: every reactor loop is an OS thread, so the limit always applies.
 MAX_EVENT_LOOPS = 10_000
+#: The kernel's limit for TCP_KEEPIDLE / TCP_KEEPINTVL (MAX_TCP_KEEPIDLE in include/net/tcp.h).
+MAX_TCP_KEEPALIVE = 32767
 
 
 def normalize_read_buffer_cap(cap: int) -> int:
@@ -139,6 +141,8 @@ class Options:
         if self.edge_triggered_io_chunk <= 0:
             raise ValueError(f"option edge_triggered_io_chunk must be > 0, got {self.edge_triggered_io_chunk}")
         try:
+            if isinstance(self.lb, bool):
+                raise ValueError
             LoadBalancing(self.lb)
         except ValueError:
             raise ValueError(
@@ -146,11 +150,12 @@ class Options:
             ) from None
         if not isinstance(self.tcp_keepalive, (int, float)) or isinstance(self.tcp_keepalive, bool):
             raise ValueError(f"option tcp_keepalive must be a number of seconds, got {self.tcp_keepalive!r}")
-        if self.tcp_keepalive < 0 or 0 < self.tcp_keepalive < 1:
+        if not (self.tcp_keepalive == 0 or 1 <= self.tcp_keepalive <= MAX_TCP_KEEPALIVE):
             # gnet logs "invalid time duration" and silently skips keep-alive
-            # for < 1 s; refusing up front is clearer.
+            # for < 1 s; refusing up front is clearer. NaN fails every
+            # comparison and lands here too.
             raise ValueError(
-                f"option tcp_keepalive must be 0 (off) or at least 1 second, got {self.tcp_keepalive!r}"
+                f"option tcp_keepalive must be 0 (off) or 1-{MAX_TCP_KEEPALIVE} seconds, got {self.tcp_keepalive!r}"
             )
         if self.codec is not None and not (hasattr(self.codec, "encode") and hasattr(self.codec, "decode")):
             raise ValueError(f"option codec must have encode(c, data) and decode(c) methods, got {self.codec!r}")

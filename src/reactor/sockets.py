@@ -171,7 +171,10 @@ def split_host_port(address: str) -> tuple[str, int]:
             raise InvalidNetworkAddressError(f"invalid address {address!r}: missing port")
         if ":" in host:
             raise InvalidNetworkAddressError(f"invalid address {address!r}: IPv6 hosts need [brackets]")
-    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+    if port_s == "":
+        return host, 0  # Go resolves "host:" to port 0
+    # isascii(): str.isdigit() also accepts "²" and other Unicode digits.
+    if not (port_s.isascii() and port_s.isdigit()) or not 0 <= int(port_s) <= 65535:
         raise InvalidNetworkAddressError(f"invalid address {address!r}: bad port {port_s!r}")
     return host, int(port_s)
 
