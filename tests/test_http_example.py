@@ -192,13 +192,20 @@ def test_example_process_serves_and_exits_0_on_sigterm(extra: list[str]) -> None
             proc.stderr.close()
 
 
-def test_example_process_exits_0_on_sigint() -> None:
-    """Ctrl-C (SIGINT) stops the example cleanly too."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_example_process_exits_0_on_sigint(inherited: str) -> None:
+    """Ctrl-C (SIGINT) stops the example cleanly too, even when started by a
+    non-interactive shell in the background (SIGINT inherited as ignored)."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "reactor.examples.http", "--port", str(port), "--host", "127.0.0.1"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
     )
     try:
         assert proc.stderr is not None

@@ -242,7 +242,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         if handler.server is not None:
             handler.server.stop()
 
+    # Both set explicitly: a process started in the background by a
+    # non-interactive shell inherits SIGINT as *ignored*, and Python then
+    # never turns Ctrl-C into KeyboardInterrupt.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         reactor.serve(
             handler,
