@@ -112,6 +112,7 @@ class BackgroundServer:
         self._thread.start()
         assert self._ready.wait(timeout), "server did not become ready"
         if self.error is not None:
+            self._thread.join(timeout)
             raise self.error
         return self
 
@@ -144,8 +145,9 @@ def start_server() -> Iterator[object]:
 
     def factory(handler: object, proto_addr: str = "tcp://127.0.0.1:0", **opts: object) -> BackgroundServer:
         bg = BackgroundServer(handler, proto_addr, **opts)
+        bg.start()  # a server that failed to start has already been joined
         started.append(bg)
-        return bg.start()
+        return bg
 
     yield factory
     for bg in started:

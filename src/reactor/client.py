@@ -83,6 +83,9 @@ class Client:
         self._ticker_cancel = threading.Event()
         self._started = False
         self._stopped = False
+        self._finished = False
+        self._finish_on_loop = False
+        self._lock = threading.Lock()
         self._server: Server | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -102,30 +105,59 @@ class Client:
         self._loop = loop
         self._server = Server(self._engine, 1)  # type: ignore[arg-type]
         if self.handler.on_init_complete(self._server) == Action.SHUTDOWN:
-            self._stopped = True
+            self._stopped = self._finished = True  # never ran: nothing to stop, no on_shutdown
             poller.close()
             self._cleanup_logger()
             return
-        self._thread = threading.Thread(target=loop.activate_sub_reactor, name="reactor-client-loop", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="reactor-client-loop", daemon=True)
         self._thread.start()
         if self.opts.ticker:
             self._ticker_thread = threading.Thread(target=self._ticker, name="reactor-client-ticker", daemon=True)
             self._ticker_thread.start()
 
     def stop(self) -> None:
-        """Close every connection (each gets ``on_closed``), stop the loop, then ``on_shutdown`` (gnet: ``Client.Stop``)."""
-        if not self._started or self._stopped:
+        """Close every connection (each gets ``on_closed``), stop the loop, then ``on_shutdown`` (gnet: ``Client.Stop``).
+
+        Safe from any thread. Called from one of the client's own callbacks
+        (the loop thread) it only asks the loop to stop and returns; the
+        loop thread finishes the shutdown when it unwinds.
+        """
+        if not self._started:
             return
-        self._stopped = True
+        with self._lock:
+            if self._stopped:
+                first = False
+            else:
+                self._stopped = first = True
         loop = self._loop
         assert loop is not None
-        self._ticker_cancel.set()
-        try:
-            loop.poller.urgent_trigger(_raise_shutdown)
-        except ServerInShutdownError:
-            pass
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if first:
+            self._ticker_cancel.set()
+            try:
+                loop.poller.urgent_trigger(_raise_shutdown)
+            except ServerInShutdownError:
+                pass
+        if threading.get_ident() == loop.tid:
+            self._finish_on_loop = True  # _run() calls _finish() after polling returns
+            return
+        if self._thread is not None:
             self._thread.join()
+        self._finish()
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        self._loop.activate_sub_reactor()
+        if self._finish_on_loop:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Release what the loop used and call on_shutdown, exactly once."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        loop = self._loop
+        assert loop is not None
         loop.discard_pending_registrations()
         loop.poller.close()
         if self._ticker_thread is not None and self._ticker_thread is not threading.current_thread():

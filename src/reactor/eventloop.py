@@ -46,6 +46,7 @@ from . import unix
 from .connection import Conn, UDPConn
 from .errors import CodecError, EngineShutdown
 from .handler import Action, EventServer
+from .timers import TimerQueue
 from .netpoll import (
     IN_EVENTS,
     OUT_EVENTS,
@@ -69,6 +70,7 @@ MAX_IOV_SIZE = unix.IOV_MAX
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
 _EMPTY = memoryview(b"")
+_RAISED = object()  # marks "react raised" where None could be a (bad) result
 _CLOSE = int(Action.CLOSE)
 _SHUTDOWN = int(Action.SHUTDOWN)
 _ET_FLAGS = unix.EPOLLET | unix.EPOLLRDHUP
@@ -93,7 +95,10 @@ def _overridden(handler: Any, name: str) -> Any:
 
 
 def _bad_result(callback: str, result: Any) -> TypeError:
-    return TypeError(f"{callback}() must return (bytes | None, Action), got {result!r}")
+    shown = repr(result)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    return TypeError(f"{callback}() must return a tuple (bytes | None, Action), got {type(result).__name__} {shown}")
 
 
 class EventLoop:
@@ -123,6 +128,9 @@ class EventLoop:
         self.io_chunk = opts.edge_triggered_io_chunk
         self.write_cap = opts.write_buffer_cap
         self.low_water = opts.write_buffer_cap // 2
+        #: Deadlines (idle_timeout, Conn.set_deadline) checked once per poll round.
+        self.timers = TimerQueue()
+        self.idle_timeout = float(getattr(opts, "idle_timeout", 0.0))
         # Handler callbacks, resolved once (the hot path calls them per frame).
         handler = engine.handler
         self.handler = handler
@@ -156,15 +164,16 @@ class EventLoop:
         """A reuse_port loop: accepts on its own listener and serves (gnet: ``run``)."""
         self._enter()
         try:
-            self.poller.polling(self._on_event_with_accept)
+            self.poller.polling(self._on_event_with_accept, self.timers)
         except EngineShutdown:
             self.logger.debug("event-loop(%d) is exiting on request", self.idx)
         except BaseException:
             self.logger.exception("event-loop(%d) is exiting due to an error", self.idx)
         finally:
+            # The listener stays open until the engine has called
+            # on_shutdown (which may dup it, as gnet's tests do); the engine
+            # closes it. gnet closes it here.
             self.close_all_conns()
-            if self.ln is not None:
-                self.ln.close()
             self.engine.signal_shutdown()
 
     def activate_main_reactor(self) -> None:
@@ -183,7 +192,7 @@ class EventLoop:
         """A sub-reactor: serves the connections the main reactor hands it (gnet: ``activateSubReactor``)."""
         self._enter()
         try:
-            self.poller.polling(self._on_event)
+            self.poller.polling(self._on_event, self.timers)
         except EngineShutdown:
             self.logger.debug("event-loop(%d) is exiting on request", self.idx)
         except BaseException:
@@ -248,19 +257,21 @@ class EventLoop:
         """Mark ``c`` open and call ``on_opened`` (gnet: ``open``)."""
         c._opened = True
         self._conn_count += 1
+        if self.idle_timeout:
+            c._active = self.timers.now
+            self.timers.schedule(c._active + self.idle_timeout, self._check_idle, c)
         try:
             result = self.handler.on_opened(c)
         except Exception as e:
             self.logger.exception("on_opened() raised for %r; closing it", c)
             self.close_conn(c, e)
             return
-        try:
-            out, action = result
-        except (TypeError, ValueError):
+        if type(result) is not tuple or len(result) != 2:
             err = _bad_result("on_opened", result)
             self.logger.error("%s; closing %r", err, c)
             self.close_conn(c, err)
             return
+        out, action = result
         if out is not None:
             # gnet writes OnOpened output raw (not encoded). gnet v1 then
             # issues a second EPOLL_CTL_ADD if output was left over, which
@@ -283,7 +294,7 @@ class EventLoop:
         n = _read_nowait(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
             if n == 0:
-                self.close_conn(c, None)  # EOF: the peer closed its side
+                self._on_eof(c)  # the peer closed (or shut down) its side
             elif n != -_EAGAIN and n != -_EINTR:
                 self.close_conn(c, unix.syscall_error("read", -n))
             return
@@ -299,7 +310,7 @@ class EventLoop:
             n = _read_nowait(fd, cbuf, cap)
             if n <= 0:
                 if n == 0:
-                    self.close_conn(c, None)
+                    self._on_eof(c)
                 elif n == -_EINTR:
                     continue
                 elif n != -_EAGAIN:
@@ -320,6 +331,21 @@ class EventLoop:
     def _resume_read_et(self, c: Conn) -> None:
         if c._opened and not c._paused and self.connections.get(c.fd) is c:
             self._read_et(c)
+
+    def _on_eof(self, c: Conn) -> None:
+        """``read`` returned 0: the peer will send nothing more.
+
+        gnet v1 closes at once, dropping any output still queued; a client
+        that sends a request and then ``shutdown(SHUT_WR)`` would lose the
+        tail of a large answer. Here (as gnet v2 does for EOF) the
+        connection stays until its queued output is delivered, reading
+        nothing more, and then closes with ``on_closed(c, None)``.
+        """
+        if c._outbound._len:
+            c._eof = True
+            self.on_outbound(c)
+        else:
+            self.close_conn(c, None)
 
     def _process(self, c: Conn) -> None:
         """Decode frames from ``c``'s input and react to each; keep the rest (gnet: the loop in ``read``)."""
@@ -359,19 +385,20 @@ class EventLoop:
 
     def _react_frame(self, frame: Optional[bytes], c: Conn) -> bool:
         """Call ``react``, write its output, apply its action; False when ``c`` is closed."""
+        c._active = self.timers.now  # a complete frame is activity (idle_timeout)
         try:
             result = self._react(frame, c)
         except Exception as e:
             self.logger.exception("react() raised for %r; closing it", c)
             self.close_conn(c, e)
             return False
-        try:
-            out, action = result
-        except (TypeError, ValueError):
+        # Checked, not just unpacked: b"ab" would unpack into two ints.
+        if type(result) is not tuple or len(result) != 2:
             err = _bad_result("react", result)
             self.logger.error("%s; closing %r", err, c)
             self.close_conn(c, err)
             return False
+        out, action = result
         if out is not None:
             try:
                 c._write(out)
@@ -429,21 +456,24 @@ class EventLoop:
             result = self._react(bytes(c._buffer), c)
         except Exception:
             self.logger.exception("react() raised for a datagram from %r", c.remote_addr)
+            result = _RAISED
+        finally:
             c._buffer = _EMPTY
+            if conn is None:
+                c._opened = False  # a server datagram's conn lives for one react
+        if result is _RAISED:
             return
-        c._buffer = _EMPTY
-        if conn is None:
-            c._opened = False  # a server datagram's conn lives for one react
-        try:
-            out, action = result
-        except (TypeError, ValueError):
+        if type(result) is not tuple or len(result) != 2:
             self.logger.error("%s", _bad_result("react", result))
             return
+        out, action = result
         if out is not None:
             try:
                 c.send_to(out)
             except OSError as e:
                 self.logger.warning("sending a datagram to %r failed: %s", c.remote_addr, e)
+            except Exception:
+                self.logger.exception("cannot send react()'s output to %r", c.remote_addr)
         if action == _SHUTDOWN:
             raise EngineShutdown
         if action == _CLOSE and conn is not None:
@@ -473,6 +503,7 @@ class EventLoop:
                 self.close_conn(c, unix.syscall_error("write", -n))
             return
         outbound.discard(n)
+        c._active = self.timers.now  # the peer is taking our output: not idle
         self.on_outbound(c)
 
     def _write_et(self, c: Conn) -> None:
@@ -490,6 +521,7 @@ class EventLoop:
                     return
                 break
             outbound.discard(n)
+            c._active = self.timers.now
             budget -= n
             if budget <= 0 and outbound._len:
                 self.poller.urgent_trigger(self._resume_write_et, c)
@@ -514,13 +546,18 @@ class EventLoop:
         was_paused = c._paused
         if not pending:
             c._paused = False
+            if c._eof:
+                self.close_conn(c, None)  # everything owed to a half-closed peer is out
+                return
+        elif c._eof:
+            c._paused = True  # read nothing more from a peer that said EOF
         elif was_paused:
             if pending <= self.low_water:
                 c._paused = False
         elif cap and pending > cap:
             c._paused = True
         if self.edge_triggered:
-            if was_paused and not c._paused:
+            if was_paused and not c._paused and not c._eof:
                 self.poller.trigger(self._resume_read_et, c)
             return
         if not pending:
@@ -560,9 +597,34 @@ class EventLoop:
 
     def wake(self, c: Conn) -> None:
         """``react(None, c)`` for a still-registered ``c`` (gnet: ``wake``); stale wakes are ignored."""
-        if self.connections.get(c.fd) is not c:
+        if self.connections.get(c.fd) is not c and self.udp_conns.get(c.fd) is not c:
             return
         self._react_frame(None, c)
+
+    # --- deadlines (reactor's addition; see timers.py) -----------------------------------------
+    def set_deadline(self, c: Conn, deadline: Optional[float]) -> None:
+        """Arm (or clear, with None) ``c``'s close deadline, in loop-clock seconds (from ``Conn.set_deadline``)."""
+        if not c._opened:
+            return
+        c._deadline = deadline
+        if deadline is not None:
+            self.timers.schedule(deadline, self._check_deadline, c, deadline)
+
+    def _check_deadline(self, c: Conn, deadline: float) -> None:
+        # Stale entries (the deadline was moved or cleared since) do nothing.
+        if c._opened and c._deadline == deadline and self.connections.get(c.fd) is c:
+            self.logger.info("closing %r: its deadline passed", c)
+            self.close_conn(c, TimeoutError("connection deadline exceeded"))
+
+    def _check_idle(self, c: Conn) -> None:
+        if not c._opened or self.connections.get(c.fd) is not c:
+            return
+        due = c._active + self.idle_timeout
+        if due <= self.timers.now:
+            self.logger.info("closing %r: idle for %.3g s", c, self.idle_timeout)
+            self.close_conn(c, TimeoutError(f"connection idle for more than {self.idle_timeout:g} s"))
+        else:
+            self.timers.schedule(due, self._check_idle, c)  # activity moved it on: re-arm
 
     def handle_action(self, c: Conn, action: Any) -> None:
         """gnet: ``handleAction``: CLOSE closes, SHUTDOWN unwinds the loop, anything else is NONE."""

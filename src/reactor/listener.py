@@ -19,8 +19,10 @@ Differences from gnet v1, on purpose:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket as _socket
 import stat
 import threading
 
@@ -102,8 +104,25 @@ class Listener:
             st = os.lstat(path)
         except FileNotFoundError:
             return
-        if stat.S_ISSOCK(st.st_mode):
-            os.unlink(path)
+        if not stat.S_ISSOCK(st.st_mode):
+            return  # not ours to delete: bind() will fail with EADDRINUSE
+        # A socket file outlives its server when that server dies without
+        # cleaning up. Only such a stale one may be replaced: if something
+        # still accepts there, unlinking it would silently steal the path.
+        probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            probe.setblocking(False)
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # nobody listening: stale
+            return
+        except BlockingIOError:
+            pass  # EAGAIN: listening, backlog full: alive
+        except OSError:
+            return  # cannot tell; let bind() report it
+        finally:
+            probe.close()
+        raise OSError(errno.EADDRINUSE, f"unix socket {path!r} is in use by a running server")
 
     def dup(self) -> int:
         """A close-on-exec duplicate of the listening fd; the caller owns it (gnet: ``dup``)."""

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
 from . import unix
 from .errors import EngineShutdown, ServerInShutdownError
+from .timers import TimerQueue
 
 __all__ = [
     "ERR_EVENTS",
@@ -154,7 +156,7 @@ class Poller:
         return tasks
 
     # --- the loop ----------------------------------------------------------------------------
-    def polling(self, callback: Callable[[int, int], None]) -> None:
+    def polling(self, callback: Callable[[int, int], None], timers: TimerQueue | None = None) -> None:
         """Wait for events and dispatch them until a handler raises EngineShutdown (gnet: ``Polling``).
 
         ``callback(fd, events)`` runs for every ready fd other than the
@@ -165,16 +167,25 @@ class Poller:
 
         As in gnet, after a round with events the next wait uses timeout 0
         (gather whatever became ready meanwhile) and after an empty round it
-        blocks (-1).
+        blocks (-1). With ``timers`` (reactor's addition), a blocking wait is
+        bounded by the earliest deadline, ``timers.now`` is refreshed after
+        every wait, and due timers run at the end of each round.
         """
         events = unix.EpollEvents(INIT_POLL_EVENTS_CAP)
         epoll_wait = unix.epoll_wait
         epfd, efd = self.fd, self.efd
         urgent, normal = self._urgent, self._normal
         logger = self.logger
+        monotonic = time.monotonic
         msec = -1
         while True:
-            ready = epoll_wait(epfd, events, msec)
+            if timers is not None:
+                ready = epoll_wait(epfd, events, msec if msec == 0 or not timers else timers.timeout_ms())
+                timers.now = monotonic()
+                if timers.due():
+                    self._run_timers(timers)
+            else:
+                ready = epoll_wait(epfd, events, msec)
             n = len(ready)
             if n == 0:
                 msec = -1
@@ -221,6 +232,16 @@ class Poller:
                 events = unix.EpollEvents(n * 2)
             elif n < events.size // 2 and events.size > MIN_POLL_EVENTS_CAP:
                 events = unix.EpollEvents(events.size // 2)
+
+    def _run_timers(self, timers: TimerQueue) -> None:
+        while True:
+            try:
+                timers.run_due()
+                return
+            except EngineShutdown:
+                raise
+            except Exception:
+                self.logger.exception("error in a timer callback")
 
     # --- interest (gnet: AddRead, AddWrite, AddReadWrite, ModRead, ModReadWrite, Delete) ------
     def add_read(self, fd: int, extra: int = 0) -> None:

@@ -98,6 +98,10 @@ class Options:
     edge_triggered: bool = False
     #: Per-event read/write budget in edge-triggered mode (fairness between connections).
     edge_triggered_io_chunk: int = DEFAULT_EDGE_TRIGGERED_IO_CHUNK
+    #: Close a connection after this many seconds without a decoded frame and
+    #: without output progress (0: never). A slowloris peer that trickles a
+    #: request one byte at a time never completes a frame, so it is closed.
+    idle_timeout: float = 0.0
     #: Client only: seconds ``Client.dial`` waits for a connection to be established.
     dial_timeout: float = 10.0
 
@@ -132,6 +136,12 @@ class Options:
                 f"option num_event_loop={self.num_event_loop} exceeds the limit of {MAX_EVENT_LOOPS} "
                 "event-loop threads"
             )
+        if (
+            not isinstance(self.idle_timeout, (int, float))
+            or isinstance(self.idle_timeout, bool)
+            or not 0 <= self.idle_timeout < float("inf")
+        ):
+            raise ValueError(f"option idle_timeout must be >= 0 seconds (0: off), got {self.idle_timeout!r}")
         if (
             not isinstance(self.dial_timeout, (int, float))
             or isinstance(self.dial_timeout, bool)

@@ -347,14 +347,26 @@ class Engine:
                 pass
         finally:
             # Even on KeyboardInterrupt in the wait: never return with threads alive.
-            self._stop_everything()
+            self._stop_loops()
             try:
                 self.handler.on_shutdown(s)
             except Exception:
                 self.logger.exception("on_shutdown() raised")
+            # Only now: on_shutdown may still use the listener (dup_fd()).
+            self._close_listeners()
             self._done.set()
 
     def _stop_everything(self) -> None:
+        self._stop_loops()
+        self._close_listeners()
+
+    def _close_listeners(self) -> None:
+        for ln in self.listeners:
+            ln.close()
+        self.ln.close()
+        self._reserve.close()
+
+    def _stop_loops(self) -> None:
         self._ticker_cancel.set()
         if self.main_loop is not None:
             self._shutdown_loop(self.main_loop)
@@ -368,12 +380,8 @@ class Engine:
             el.poller.close()
         if self.main_loop is not None:
             self.main_loop.poller.close()
-        for ln in self.listeners:
-            ln.close()
-        self.ln.close()
         if self._ticker_thread is not None and self._ticker_thread is not threading.current_thread():
             self._ticker_thread.join()
-        self._reserve.close()
 
     def _shutdown_loop(self, el: EventLoop) -> None:
         try:
@@ -466,14 +474,19 @@ def _serve(handler: Any, ln: Listener, o: Options, proto_addr: str, logger: logg
     if action == Action.SHUTDOWN:
         engine.close()
         return
+    # Registered before the loops start: a callback or the first tick may
+    # call reactor.stop(proto_addr) as soon as they run.
+    with _servers_lock:
+        _servers[proto_addr] = engine
     try:
         engine.start(num_event_loop)
     except BaseException:
         logger.exception("reactor server on %s failed to start", proto_addr)
         engine.close()
+        with _servers_lock:
+            if _servers.get(proto_addr) is engine:
+                del _servers[proto_addr]
         raise
-    with _servers_lock:
-        _servers[proto_addr] = engine
     logger.debug("serving %s on %r with %d event loop(s)", proto_addr, ln.addr, num_event_loop)
     try:
         engine.stop(s)

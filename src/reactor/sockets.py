@@ -12,6 +12,7 @@ user code never inherits (and keeps open) a listener or a connection.
 
 from __future__ import annotations
 
+import errno
 import socket as _socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,6 +180,19 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host, int(port_s)
 
 
+def _connect_nonblocking(fd: int, family: int, sockaddr: unix.Address) -> None:
+    """Start a connect; EINPROGRESS (the handshake goes on) is the only "wait" answer.
+
+    Anything else is raised, EAGAIN included: for AF_UNIX it means the
+    listener's backlog is full, and nothing is in progress to wait for.
+    """
+    try:
+        unix.connect(fd, family, sockaddr)
+    except BlockingIOError as e:
+        if e.errno != errno.EINPROGRESS:
+            raise
+
+
 def _apply(fd: int, sock_opts: Sequence[SockOpt]) -> None:
     for o in sock_opts:
         o.set_sock_opt(fd, o.opt)
@@ -204,10 +218,7 @@ def tcp_socket(
             unix.bind(fd, family, sockaddr)
             unix.listen(fd, max_listener_backlog())
         else:
-            try:
-                unix.connect(fd, family, sockaddr)
-            except BlockingIOError:
-                pass  # EINPROGRESS: the caller waits for EPOLLOUT
+            _connect_nonblocking(fd, family, sockaddr)
         return fd, unix.getsockname(fd), family
     except BaseException:
         unix.close(fd)
@@ -223,10 +234,7 @@ def unix_socket(address: str, passive: bool, sock_opts: Sequence[SockOpt] = ()) 
             unix.bind(fd, unix.AF_UNIX, address)
             unix.listen(fd, max_listener_backlog())
         else:
-            try:
-                unix.connect(fd, unix.AF_UNIX, address)
-            except BlockingIOError:
-                pass
+            _connect_nonblocking(fd, unix.AF_UNIX, address)
         return fd, unix.getsockname(fd), unix.AF_UNIX
     except BaseException:
         unix.close(fd)
