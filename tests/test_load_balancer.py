@@ -151,7 +151,7 @@ def test_source_addr_hash_known_values() -> None:
 def test_source_addr_hash_spreads_ports_over_all_loops() -> None:
     """Many distinct source ports from one host land on every loop, roughly evenly."""
     lb = SourceAddrHashLoadBalancer()
-    loops = balancer_with(lb, 4)
+    balancer_with(lb, 4)
     counts = [0] * 4
     for port in range(40000, 42000):
         counts[lb.next(("10.1.2.3", port)).idx] += 1

@@ -32,7 +32,7 @@ from . import sockets, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import EngineShutdown, ServerInShutdownError
-from .eventloop import EventLoop
+from .eventloop import EventLoop, shutdown_task
 from .handler import Action
 from .netpoll import Poller
 from .options import Options, make_logger, normalize_read_buffer_cap
@@ -112,7 +112,9 @@ class Client:
         self._thread = threading.Thread(target=self._run, name="reactor-client-loop", daemon=True)
         self._thread.start()
         if self.opts.ticker:
-            self._ticker_thread = threading.Thread(target=self._ticker, name="reactor-client-ticker", daemon=True)
+            self._ticker_thread = threading.Thread(
+                target=loop.ticker, args=(self._ticker_cancel,), name="reactor-client-ticker", daemon=True
+            )
             self._ticker_thread.start()
 
     def stop(self) -> None:
@@ -134,7 +136,7 @@ class Client:
         if first:
             self._ticker_cancel.set()
             try:
-                loop.poller.urgent_trigger(_raise_shutdown)
+                loop.poller.urgent_trigger(shutdown_task)
             except ServerInShutdownError:
                 pass
         if threading.get_ident() == loop.tid:
@@ -174,25 +176,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _ticker(self) -> None:
-        tick = self.handler.tick
-        while not self._ticker_cancel.is_set():
-            try:
-                delay, action = tick()
-                delay = float(delay)
-            except Exception:
-                self.logger.exception("tick() failed; ticking again in 1 s")
-                delay, action = 1.0, Action.NONE
-            if action == Action.SHUTDOWN:
-                self._engine.signal_shutdown()
-                try:
-                    assert self._loop is not None
-                    self._loop.poller.urgent_trigger(_raise_shutdown)
-                except ServerInShutdownError:
-                    pass
-                return
-            self._ticker_cancel.wait(max(delay, 0.001))
 
     # --- connections ---------------------------------------------------------------------------
     def dial(self, network: str, address: str, timeout: Optional[float] = None) -> Conn:
@@ -348,7 +331,3 @@ def _wait_connected(fd: int, timeout: Optional[float], what: str) -> None:
         if hasattr(exc, "add_note"):
             exc.add_note(f"in syscall connect to {what}")
         raise exc
-
-
-def _raise_shutdown() -> None:
-    raise EngineShutdown

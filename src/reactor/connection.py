@@ -78,7 +78,7 @@ class Conn:
         "_opened",
         "_interest",
         "_paused",
-        "_eof",
+        "_draining",
         "_active",
         "_deadline",
         "__weakref__",
@@ -98,7 +98,9 @@ class Conn:
         self._opened = False
         self._interest = 0  # the epoll mask this fd is registered with right now
         self._paused = False  # reading paused: outbound above write_buffer_cap
-        self._eof = False  # the peer shut down its side; close once outbound drains
+        # Closing gracefully (peer EOF, or Action.CLOSE with output queued):
+        # read nothing more, close once the outbound buffer has drained.
+        self._draining = False
         self._active = 0.0  # loop clock of the last frame or output progress (idle_timeout)
         self._deadline: Optional[float] = None  # set_deadline(): close at this loop-clock time
 

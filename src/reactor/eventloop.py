@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import unix
 from .connection import Conn, UDPConn
-from .errors import CodecError, EngineShutdown
+from .errors import CodecError, EngineShutdown, ServerInShutdownError
 from .handler import Action, EventServer
 from .timers import TimerQueue
 from .netpoll import (
@@ -70,6 +70,7 @@ MAX_IOV_SIZE = unix.IOV_MAX
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
 _EMPTY = memoryview(b"")
+_MIN_TICK_DELAY = 0.001
 _RAISED = object()  # marks "react raised" where None could be a (bad) result
 _CLOSE = int(Action.CLOSE)
 _SHUTDOWN = int(Action.SHUTDOWN)
@@ -341,11 +342,25 @@ class EventLoop:
         connection stays until its queued output is delivered, reading
         nothing more, and then closes with ``on_closed(c, None)``.
         """
-        if c._outbound._len:
-            c._eof = True
-            self.on_outbound(c)
-        else:
+        self.close_after_flush(c)
+
+    def close_after_flush(self, c: Conn) -> None:
+        """Close ``c`` once its queued output has reached the kernel; read nothing more meanwhile.
+
+        Used for the peer's EOF and for Action.CLOSE. gnet closes at once
+        and flushes only what the kernel takes without blocking, so a large
+        answer returned with Close is cut short. A peer that stops reading
+        keeps such a connection until ``idle_timeout`` (if set) closes it,
+        or until the peer goes away (the write then fails).
+        """
+        if not c._opened:
+            return
+        if not c._outbound._len:
             self.close_conn(c, None)
+            return
+        c._draining = True
+        c._reset()  # unread input will never be processed
+        self.on_outbound(c)
 
     def _process(self, c: Conn) -> None:
         """Decode frames from ``c``'s input and react to each; keep the rest (gnet: the loop in ``read``)."""
@@ -354,14 +369,15 @@ class EventLoop:
             # None; this is the same thing without four method calls.
             inbound = c._inbound
             if inbound.is_empty():
-                frame = bytes(c._buffer)
+                everything = bytes(c._buffer)
             else:
-                frame = inbound.bytes() + bytes(c._buffer)
+                everything = inbound.bytes() + bytes(c._buffer)
                 inbound.reset()
             c._buffer = _EMPTY
-            self._react_frame(frame, c)
+            self._react_frame(everything, c)
             return
         decode = self._decode
+        frame: Optional[bytes]
         while True:
             try:
                 frame = decode(c)
@@ -408,7 +424,7 @@ class EventLoop:
                 return False
         if action:
             if action == _CLOSE:
-                self.close_conn(c, None)
+                self.close_after_flush(c)
                 return False
             if action == _SHUTDOWN:
                 raise EngineShutdown
@@ -546,10 +562,10 @@ class EventLoop:
         was_paused = c._paused
         if not pending:
             c._paused = False
-            if c._eof:
+            if c._draining:
                 self.close_conn(c, None)  # everything owed to a half-closed peer is out
                 return
-        elif c._eof:
+        elif c._draining:
             c._paused = True  # read nothing more from a peer that said EOF
         elif was_paused:
             if pending <= self.low_water:
@@ -557,7 +573,7 @@ class EventLoop:
         elif cap and pending > cap:
             c._paused = True
         if self.edge_triggered:
-            if was_paused and not c._paused and not c._eof:
+            if was_paused and not c._paused and not c._draining:
                 self.poller.trigger(self._resume_read_et, c)
             return
         if not pending:
@@ -601,6 +617,41 @@ class EventLoop:
             return
         self._react_frame(None, c)
 
+    # --- ticker (gnet: el.ticker) -----------------------------------------------------------------------
+    def ticker(self, cancel: threading.Event) -> None:
+        """Call the handler's ``tick`` until ``cancel`` is set (gnet: ``ticker``); runs on its own thread.
+
+        As in gnet, ``tick`` runs concurrently with the loops, so ``tick``
+        may block without stalling I/O, but state it shares with callbacks
+        needs a lock. SHUTDOWN queues an urgent shutdown task on this loop.
+        Differences: a delay <= 0 made gnet spin; here the next tick waits at
+        least 1 ms. An exception or a malformed result is logged (the
+        exception with its traceback) and the next tick comes 1 s later.
+        """
+        tick = self.handler.tick
+        while not cancel.is_set():
+            delay, action = 1.0, Action.NONE
+            try:
+                result = tick()
+            except Exception:
+                self.logger.exception("tick() raised; ticking again in 1 s")
+            else:
+                try:
+                    if type(result) is not tuple or len(result) != 2:
+                        raise TypeError(f"got {type(result).__name__} {result!r}")
+                    delay, action = float(result[0]), result[1]
+                except (TypeError, ValueError) as e:
+                    self.logger.error("tick() must return (delay_seconds, Action): %s; ticking again in 1 s", e)
+                    delay, action = 1.0, Action.NONE
+            if action == _SHUTDOWN:
+                try:
+                    self.poller.urgent_trigger(shutdown_task)
+                except ServerInShutdownError:
+                    pass
+                self.engine.signal_shutdown()
+                return
+            cancel.wait(max(delay, _MIN_TICK_DELAY))
+
     # --- deadlines (reactor's addition; see timers.py) -----------------------------------------
     def set_deadline(self, c: Conn, deadline: Optional[float]) -> None:
         """Arm (or clear, with None) ``c``'s close deadline, in loop-clock seconds (from ``Conn.set_deadline``)."""
@@ -629,7 +680,7 @@ class EventLoop:
     def handle_action(self, c: Conn, action: Any) -> None:
         """gnet: ``handleAction``: CLOSE closes, SHUTDOWN unwinds the loop, anything else is NONE."""
         if action == _CLOSE:
-            self.close_conn(c, None)
+            self.close_after_flush(c)
         elif action == _SHUTDOWN:
             raise EngineShutdown
 
@@ -694,3 +745,8 @@ class EventLoop:
                     unix.close(conn.fd)
                 except OSError:
                     pass
+
+
+def shutdown_task() -> None:
+    """A task that unwinds the loop running it (gnet: the closure returning ErrServerShutdown)."""
+    raise EngineShutdown

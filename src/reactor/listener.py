@@ -125,8 +125,15 @@ class Listener:
         raise OSError(errno.EADDRINUSE, f"unix socket {path!r} is in use by a running server")
 
     def dup(self) -> int:
-        """A close-on-exec duplicate of the listening fd; the caller owns it (gnet: ``dup``)."""
-        return unix.dup(self.fd)
+        """A close-on-exec duplicate of the listening fd; the caller owns it (gnet: ``dup``).
+
+        :raises OSError: EBADF once the listener is closed (its fd number may
+            already belong to an unrelated file by then).
+        """
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the listener is closed")
+            return unix.dup(self.fd)
 
     def close(self) -> None:
         """Close the socket and remove its Unix path, once (gnet: ``close``)."""

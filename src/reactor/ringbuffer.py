@@ -22,6 +22,8 @@ Differences from gnet, on purpose:
 
 from __future__ import annotations
 
+import builtins
+
 __all__ = ["RingBuffer"]
 
 _MIN_SIZE = 1024
@@ -88,7 +90,7 @@ class RingBuffer:
         head = self._size - r
         return mv[r:], mv[: n - head]
 
-    def bytes(self, n: int = -1) -> bytes:
+    def bytes(self, n: int = -1) -> builtins.bytes:
         """A copy of up to ``n`` readable bytes (all if ``n`` < 0), not consumed (gnet: ``ByteBuffer``)."""
         head, tail = self.peek(n)
         if not tail:
@@ -104,14 +106,14 @@ class RingBuffer:
         self._r = (self._r + n) % self._size
         return n
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> builtins.bytes:
         """Copy out and consume up to ``n`` bytes (all if ``n`` < 0)."""
         data = self.bytes(n)
         self.discard(len(data))
         return data
 
     # --- writing -------------------------------------------------------------------
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def write(self, data: builtins.bytes | bytearray | memoryview) -> int:
         """Append ``data``, growing the storage if needed; return ``len(data)``."""
         n = len(data)
         if n == 0:

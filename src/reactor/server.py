@@ -39,8 +39,8 @@ from typing import Any, Optional
 from . import sockets, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn
-from .errors import EngineShutdown, ServerInShutdownError
-from .eventloop import EventLoop
+from .errors import ServerInShutdownError
+from .eventloop import EventLoop, shutdown_task
 from .handler import Action, EventServer
 from .listener import Listener, init_listener, parse_proto_addr
 from .load_balancer import LoadBalancer, new_load_balancer
@@ -62,7 +62,6 @@ _CALLBACK_NAMES = (
     "react",
     "tick",
 )
-_MIN_TICK_DELAY = 0.001
 
 
 class Server:
@@ -307,37 +306,9 @@ class Engine:
 
     # --- ticker (gnet: el.ticker) ----------------------------------------------------------------------------
     def _start_ticker(self, el: EventLoop) -> None:
-        t = threading.Thread(target=self._ticker, args=(el,), name="reactor-ticker", daemon=True)
+        t = threading.Thread(target=el.ticker, args=(self._ticker_cancel,), name="reactor-ticker", daemon=True)
         self._ticker_thread = t
         t.start()
-
-    def _ticker(self, el: EventLoop) -> None:
-        """Call ``tick`` until cancelled; SHUTDOWN stops the server (gnet: ``ticker``).
-
-        Runs on its own thread as in gnet, so ``tick`` may block without
-        stalling I/O. A delay <= 0 would make gnet spin; here the next tick
-        waits at least 1 ms.
-        """
-        tick = self.handler.tick
-        while not self._ticker_cancel.is_set():
-            try:
-                result = tick()
-                delay, action = result
-                delay = float(delay)
-            except (TypeError, ValueError) as e:
-                self.logger.error("tick() must return (delay_seconds, Action): %s", e)
-                delay, action = 1.0, Action.NONE
-            except Exception:
-                self.logger.exception("tick() raised; ticking again in 1 s")
-                delay, action = 1.0, Action.NONE
-            if action == Action.SHUTDOWN:
-                try:
-                    el.poller.urgent_trigger(_raise_shutdown)
-                except ServerInShutdownError:
-                    pass
-                self.signal_shutdown()
-                return
-            self._ticker_cancel.wait(max(delay, _MIN_TICK_DELAY))
 
     # --- stop (gnet: stop) ----------------------------------------------------------------------------------
     def stop(self, s: Server) -> None:
@@ -385,7 +356,7 @@ class Engine:
 
     def _shutdown_loop(self, el: EventLoop) -> None:
         try:
-            el.poller.urgent_trigger(_raise_shutdown)
+            el.poller.urgent_trigger(shutdown_task)
         except ServerInShutdownError:
             pass
 
@@ -398,10 +369,6 @@ class Engine:
         """Release what ``start`` may have opened when it failed half-way."""
         self.signal_shutdown()
         self._stop_everything()
-
-
-def _raise_shutdown() -> None:
-    raise EngineShutdown
 
 
 class _CompleteHandler:

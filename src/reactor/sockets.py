@@ -151,9 +151,10 @@ def _resolve(network: str, address: str, passive: bool, socktype: int) -> tuple[
         raise InvalidNetworkAddressError(f"cannot resolve {address!r} for {network}: {e}") from e
     for fam, _type, _proto, _name, sockaddr in infos:
         if fam == _socket.AF_INET:
-            return unix.AF_INET, (sockaddr[0], sockaddr[1])
+            return unix.AF_INET, (str(sockaddr[0]), int(sockaddr[1]))
         if fam == _socket.AF_INET6:
-            return unix.AF_INET6, (sockaddr[0], sockaddr[1], sockaddr[2], sockaddr[3])
+            sa6 = tuple(sockaddr)
+            return unix.AF_INET6, (str(sa6[0]), int(sa6[1]), int(sa6[2]), int(sa6[3]))
     raise InvalidNetworkAddressError(f"no usable address for {address!r} ({network})")
 
 
