@@ -153,8 +153,8 @@ def _resolve(network: str, address: str, passive: bool, socktype: int) -> tuple[
         if fam == _socket.AF_INET:
             return unix.AF_INET, (str(sockaddr[0]), int(sockaddr[1]))
         if fam == _socket.AF_INET6:
-            sa6 = tuple(sockaddr)
-            return unix.AF_INET6, (str(sa6[0]), int(sa6[1]), int(sa6[2]), int(sa6[3]))
+            host6, port6, flowinfo, scope_id = sockaddr  # type: ignore[misc]
+            return unix.AF_INET6, (str(host6), int(port6), int(flowinfo), int(scope_id))
     raise InvalidNetworkAddressError(f"no usable address for {address!r} ({network})")
 
 
