@@ -43,6 +43,8 @@ __all__ = ["Conn", "UDPConn"]
 _EMPTY = memoryview(b"")
 _get_ident = threading.get_ident
 _write_nowait = unix.write_nowait
+_sys_write = unix.lib.write
+_ffi = unix.ffi
 _writev_nowait = unix.writev_nowait
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
@@ -133,22 +135,24 @@ class Conn:
         """True from registration until the connection is closed."""
         return self._opened
 
-    def _check(self, name: str) -> None:
-        if _get_ident() != self._loop.tid:
-            raise _not_on_loop(name)
+    # Every loop-only method starts with the same two lines, written out
+    # rather than calling a helper: these methods run per frame, and the
+    # extra Python call would cost as much as the check itself.
 
     # --- v1 buffer methods (loop only) ---------------------------------------------------------
     def read(self) -> bytes:
         """All unconsumed inbound bytes, without consuming them (gnet: ``Read``)."""
-        self._check("read")
-        if self._inbound.is_empty():
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("read")
+        if not self._inbound._n:
             return bytes(self._buffer)
         return self._inbound.bytes() + bytes(self._buffer)
 
     def buffer_length(self) -> int:
         """How many unconsumed inbound bytes there are (gnet: ``BufferLength``)."""
-        self._check("buffer_length")
-        return len(self._inbound) + len(self._buffer)
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("buffer_length")
+        return self._inbound._n + len(self._buffer)
 
     def read_n(self, n: int) -> tuple[int, bytes]:
         """Peek ``n`` bytes without consuming: ``(size, data)`` (gnet: ``ReadN``).
@@ -156,8 +160,9 @@ class Conn:
         As in gnet, ``n <= 0`` or more than is buffered returns everything
         buffered, so check ``size``.
         """
-        self._check("read_n")
-        total = len(self._inbound) + len(self._buffer)
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("read_n")
+        total = self._inbound._n + len(self._buffer)
         if n <= 0 or n > total:
             n = total
         return n, self._peek(n)
@@ -170,10 +175,11 @@ class Conn:
         gnet, a negative ``n`` or one larger than what is buffered consumes
         everything.
         """
-        self._check("shift_n")
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("shift_n")
         if n == 0:
             return 0
-        total = len(self._inbound) + len(self._buffer)
+        total = self._inbound._n + len(self._buffer)
         if n < 0 or n >= total:
             self._reset()
             return total
@@ -181,28 +187,32 @@ class Conn:
 
     def reset_buffer(self) -> None:
         """Discard every unconsumed inbound byte (gnet: ``ResetBuffer``)."""
-        self._check("reset_buffer")
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("reset_buffer")
         self._reset()
 
     # --- v2 conveniences (loop only) -----------------------------------------------------------
     def peek(self, n: int = -1) -> bytes:
         """Up to ``n`` unconsumed bytes (all if ``n`` < 0), not consumed (gnet v2: ``Peek``)."""
-        self._check("peek")
-        total = len(self._inbound) + len(self._buffer)
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("peek")
+        total = self._inbound._n + len(self._buffer)
         return self._peek(total if n < 0 or n > total else n)
 
     def next(self, n: int = -1) -> bytes:
         """Up to ``n`` unconsumed bytes (all if ``n`` < 0), consumed (gnet v2: ``Next``)."""
-        self._check("next")
-        total = len(self._inbound) + len(self._buffer)
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("next")
+        total = self._inbound._n + len(self._buffer)
         data = self._peek(total if n < 0 or n > total else n)
         self._discard(len(data))
         return data
 
     def discard(self, n: int = -1) -> int:
         """Consume up to ``n`` bytes (all if ``n`` < 0); return how many (gnet v2: ``Discard``)."""
-        self._check("discard")
-        total = len(self._inbound) + len(self._buffer)
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("discard")
+        total = self._inbound._n + len(self._buffer)
         if n < 0 or n >= total:
             self._reset()
             return total
@@ -216,10 +226,11 @@ class Conn:
         for delimiters costs no copy per frame (``peek(-1)`` per frame would
         copy the rest of the read each time: quadratic in frames per read).
         """
-        self._check("find")
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("find")
         if start < 0:
             start = 0  # an offset into the stream, never Python's from-the-end
-        if self._inbound.is_empty():
+        if not self._inbound._n:
             size = len(self._buffer)
             if start > size:
                 return -1  # as bytes.find: b"" is found at len(data), not beyond
@@ -230,7 +241,7 @@ class Conn:
 
     def inbound_buffered(self) -> int:
         """Unconsumed inbound bytes (gnet v2: ``InboundBuffered``). Safe from any thread (a snapshot)."""
-        return len(self._inbound) + len(self._buffer)
+        return self._inbound._n + len(self._buffer)
 
     def outbound_buffered(self) -> int:
         """Bytes written but not yet taken by the kernel (gnet v2: ``OutboundBuffered``). Safe from any thread."""
@@ -238,7 +249,7 @@ class Conn:
 
     def _peek(self, n: int) -> bytes:
         inbound = self._inbound
-        held = len(inbound)
+        held = inbound._n
         if held == 0:
             return bytes(self._buffer[:n])
         if n <= held:
@@ -247,7 +258,7 @@ class Conn:
 
     def _discard(self, n: int) -> int:
         inbound = self._inbound
-        held = len(inbound)
+        held = inbound._n
         if n <= held:
             inbound.discard(n)
         else:
@@ -267,19 +278,22 @@ class Conn:
         gnet v1's internal ``c.write`` (v2: ``Write``). Loop only; from other
         threads use ``async_write``.
         """
-        self._check("write")
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("write")
         if self._opened:
             self._write(data)
 
     def writev(self, bufs: Sequence[bytes]) -> None:
         """Encode each buffer and write them with one ``writev(2)`` (gnet: ``c.writev``). Loop only."""
-        self._check("writev")
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("writev")
         if self._opened:
             self._writev(bufs)
 
     def flush(self) -> None:
         """Try to write the outbound buffer now instead of waiting for EPOLLOUT (gnet v2: ``Flush``). Loop only."""
-        self._check("flush")
+        if _get_ident() != self._loop.tid:
+            raise _not_on_loop("flush")
         if self._opened and self._outbound:
             self._loop._write(self)
 
@@ -307,7 +321,14 @@ class Conn:
             outbound.push(packet)
             self._loop.on_outbound(self)
             return
-        n = _write_nowait(self.fd, packet)
+        if type(packet) is bytes:
+            # write(2) straight through cffi for the common case (bytes pass
+            # to C without a copy); saves a wrapper call per write.
+            n = _sys_write(self.fd, packet, size)
+            if n < 0:
+                n = -_ffi.errno
+        else:
+            n = _write_nowait(self.fd, packet)
         if n < 0:
             if n != -_EAGAIN and n != -_EINTR:
                 self._loop.close_conn(self, unix.syscall_error("write", -n))

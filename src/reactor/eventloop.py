@@ -77,6 +77,8 @@ _SHUTDOWN = int(Action.SHUTDOWN)
 _ET_FLAGS = unix.EPOLLET | unix.EPOLLRDHUP
 
 _read_nowait = unix.read_nowait
+_sys_read = unix.lib.read
+_ffi = unix.ffi
 _write_nowait = unix.write_nowait
 _writev_nowait = unix.writev_nowait
 
@@ -110,6 +112,8 @@ class EventLoop:
         self.engine = engine
         self.poller = poller
         self.ln = ln  # this loop's own listener (reuse_port mode), else the shared one
+        #: True in reuse_port/UDP mode, where this loop polls its listener itself.
+        self.owns_listener = False
         self.logger: logging.Logger = engine.logger
         opts = engine.opts
         self.connections: dict[int, Conn] = {}
@@ -143,6 +147,7 @@ class EventLoop:
         self._decode = codec.decode
         self.encode = None if engine.builtin_codec else codec.encode
         self._builtin = engine.builtin_codec
+        self._raw_write = self.encode is None and self.pre_write is None and self.after_write is None
 
     def __repr__(self) -> str:
         return f"<EventLoop {self.idx} conns={self._conn_count}>"
@@ -165,7 +170,7 @@ class EventLoop:
         """A reuse_port loop: accepts on its own listener and serves (gnet: ``run``)."""
         self._enter()
         try:
-            self.poller.polling(self._on_event_with_accept, self.timers)
+            self.poller.polling(self._on_event, self.timers)
         except EngineShutdown:
             self.logger.debug("event-loop(%d) is exiting on request", self.idx)
         except BaseException:
@@ -202,25 +207,26 @@ class EventLoop:
             self.close_all_conns()
             self.engine.signal_shutdown()
 
-    def _on_event_with_accept(self, fd: int, ev: int) -> None:
-        if fd in self.connections:
-            self._on_event(fd, ev)
-        elif self.ln is not None and fd == self.ln.fd:
-            if self.ln.is_udp:
+    def _on_other_event(self, fd: int) -> None:
+        """An fd that is not a stream connection: this loop's listener, a client's UDP socket, or stale."""
+        ln = self.ln
+        if ln is not None and fd == ln.fd and self.owns_listener:
+            if ln.is_udp:
                 self._read_udp(fd, None)
             else:
                 self.engine.accept_on(self, fd)
-        elif fd in self.udp_conns:
-            self._read_udp(fd, self.udp_conns[fd])
+            return
+        udp = self.udp_conns.get(fd)
+        if udp is not None:
+            self._read_udp(fd, udp)
+        # Otherwise: a stale event for an fd closed earlier in this batch.
 
     def _on_event(self, fd: int, ev: int) -> None:
-        """Dispatch one ready fd (the closure passed to ``Polling`` in gnet)."""
+        """Dispatch one ready fd (the closure passed to ``Polling`` in gnet; one for every loop kind)."""
         c = self.connections.get(fd)
         if c is None:
-            udp = self.udp_conns.get(fd)
-            if udp is not None:
-                self._read_udp(fd, udp)
-            return  # otherwise: a stale event for an fd closed earlier in this batch
+            self._on_other_event(fd)
+            return
         if self.edge_triggered:
             if ev & OUT_EVENTS and c._outbound._len:
                 self._write_et(c)
@@ -292,12 +298,21 @@ class EventLoop:
     # --- reading (gnet: read) ------------------------------------------------------------------------------
     def _read(self, c: Conn) -> None:
         """One ``read(2)`` into the loop buffer, then frames to ``react`` (gnet: ``read``)."""
-        n = _read_nowait(c.fd, self._cbuf, self.buffer_cap)
+        # read(2) straight through cffi: this runs once per readable event,
+        # and the wrapper's extra Python call costs as much as the errno check.
+        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
             if n == 0:
                 self._on_eof(c)  # the peer closed (or shut down) its side
-            elif n != -_EAGAIN and n != -_EINTR:
-                self.close_conn(c, unix.syscall_error("read", -n))
+            else:
+                err = _ffi.errno
+                if err != _EAGAIN and err != _EINTR:
+                    self.close_conn(c, unix.syscall_error("read", err))
+            return
+        if self._builtin and not c._inbound._n:
+            # The built-in codec's whole-buffer frame, without the decode
+            # machinery: the most common path (echo, gnet's default).
+            self._react_frame(bytes(self._view[:n]), c)
             return
         c._buffer = self._view[:n]
         c._boff = 0
@@ -368,7 +383,7 @@ class EventLoop:
             # BuiltInFrameCodec.decode returns everything buffered and then
             # None; this is the same thing without four method calls.
             inbound = c._inbound
-            if inbound.is_empty():
+            if not inbound._n:
                 everything = bytes(c._buffer)
             else:
                 everything = inbound.bytes() + bytes(c._buffer)
@@ -392,11 +407,13 @@ class EventLoop:
                 break
             if not self._react_frame(frame, c):
                 return
+            if not c._buffer and not c._inbound._n:
+                break  # nothing left: decode() could only answer "incomplete"
         if c._buffer:
             # The loop buffer is about to be reused: keep the unconsumed tail.
             c._inbound.write(c._buffer)
             c._buffer = _EMPTY
-        elif c._inbound.is_empty() and c._inbound.cap() > self.buffer_cap:
+        elif not c._inbound._n and c._inbound._size > self.buffer_cap:
             c._inbound.release()  # drop storage grown by a burst
 
     def _react_frame(self, frame: Optional[bytes], c: Conn) -> bool:
@@ -417,7 +434,10 @@ class EventLoop:
         out, action = result
         if out is not None:
             try:
-                c._write(out)
+                if self._raw_write:
+                    c._write_raw(out)  # no codec encode, no write hooks: skip a layer
+                else:
+                    c._write(out)
             except Exception as e:
                 self.logger.exception("writing react() output failed for %r; closing it", c)
                 self.close_conn(c, e)

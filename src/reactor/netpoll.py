@@ -37,6 +37,7 @@ so a task appended between the drain and the clear still gets a wake-up.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -172,24 +173,31 @@ class Poller:
         every wait, and due timers run at the end of each round.
         """
         events = unix.EpollEvents(INIT_POLL_EVENTS_CAP)
-        epoll_wait = unix.epoll_wait
+        # unix.epoll_wait, inlined: this is the loop's innermost line, and
+        # one C call that copies fds and masks out of the packed array plus
+        # two ffi.unpack calls is the cheapest way to get them into Python.
+        rx_epoll_wait, unpack, ffi = unix.lib.rx_epoll_wait, unix.ffi.unpack, unix.ffi
         epfd, efd = self.fd, self.efd
         urgent, normal = self._urgent, self._normal
         logger = self.logger
         monotonic = time.monotonic
+        heap = timers._heap if timers is not None else None
         msec = -1
         while True:
+            wait = msec if msec == 0 or not heap else timers.timeout_ms()  # type: ignore[union-attr]
+            n = rx_epoll_wait(epfd, events.events, events.size, wait, events.fds, events.masks)
             if timers is not None:
-                ready = epoll_wait(epfd, events, msec if msec == 0 or not timers else timers.timeout_ms())
                 timers.now = monotonic()
-                if timers.due():
+                if heap and heap[0][0] <= timers.now:
                     self._run_timers(timers)
-            else:
-                ready = epoll_wait(epfd, events, msec)
-            n = len(ready)
-            if n == 0:
+            if n <= 0:
+                if n < 0:
+                    err = ffi.errno
+                    if err != errno.EINTR:
+                        raise unix.syscall_error(f"epoll_wait(epfd={epfd})", err)
                 msec = -1
                 continue
+            ready = zip(unpack(events.fds, n), unpack(events.masks, n))
             msec = 0
             woken = False
             for fd, ev in ready:

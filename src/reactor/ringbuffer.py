@@ -1,14 +1,16 @@
 """An elastic ring buffer: a connection's inbound bytes that no frame has consumed yet.
 
 gnet counterpart: ``pkg/ringbuffer/ring_buffer.go`` (v1.6.7). Same model: one
-byte array, a read index ``r`` and a write index ``w``; ``r == w`` means
-*empty or full*, so an ``is_empty`` flag disambiguates. ``peek`` hands out up
+byte array, a read index ``r`` and a write index ``w``; ``peek`` hands out up
 to two zero-copy views (the part up to the end of the array, then the
-wrapped-around part from the start).
+wrapped-around part from the start). ``r == w`` means *empty or full*; gnet
+keeps an ``isEmpty`` flag to tell them apart, this one keeps the byte count
+``_n``, which also makes ``len()`` an attribute read: the connection asks for
+it several times per read event.
 
-Invariant: ``0 <= r, w < size`` whenever ``size > 0``; the readable bytes are
-``buf[r:w]`` when ``r < w`` and ``buf[r:] + buf[:w]`` when ``r >= w`` and not
-empty.
+Invariant: ``0 <= r, w < size`` whenever ``size > 0``, ``0 <= _n <= size``,
+and ``w == (r + _n) % size``; the readable bytes are ``buf[r:r + _n]``,
+wrapping around the end of the array.
 
 Differences from gnet, on purpose:
 
@@ -33,7 +35,7 @@ _DOUBLE_BELOW = 4096
 class RingBuffer:
     """A growable byte ring (gnet: ``ringbuffer.RingBuffer``)."""
 
-    __slots__ = ("_buf", "_size", "_r", "_w", "_empty")
+    __slots__ = ("_buf", "_size", "_r", "_w", "_n")
 
     def __init__(self, size: int = 0) -> None:
         if size < 0:
@@ -44,16 +46,12 @@ class RingBuffer:
         self._size = size
         self._r = 0
         self._w = 0
-        self._empty = True
+        self._n = 0
 
     # --- sizes -------------------------------------------------------------------
     def __len__(self) -> int:
         """Readable bytes (gnet: ``Length``)."""
-        if self._empty:
-            return 0
-        if self._w > self._r:
-            return self._w - self._r
-        return self._size - self._r + self._w
+        return self._n
 
     length = __len__
 
@@ -63,13 +61,13 @@ class RingBuffer:
 
     def free(self) -> int:
         """Bytes that can be written without growing (gnet: ``Free``)."""
-        return self._size - len(self)
+        return self._size - self._n
 
     def is_empty(self) -> bool:
-        return self._empty
+        return self._n == 0
 
     def is_full(self) -> bool:
-        return not self._empty and self._r == self._w
+        return self._n == self._size and self._size > 0
 
     # --- reading -------------------------------------------------------------------
     def peek(self, n: int = -1) -> tuple[memoryview, memoryview]:
@@ -78,9 +76,9 @@ class RingBuffer:
         The views point into the ring: they are valid until the next write,
         discard or release.
         """
-        if self._empty or n == 0:
+        length = self._n
+        if length == 0 or n == 0:
             return memoryview(b""), memoryview(b"")
-        length = len(self)
         if n < 0 or n > length:
             n = length
         mv = memoryview(self._buf)
@@ -99,11 +97,12 @@ class RingBuffer:
 
     def discard(self, n: int) -> int:
         """Consume up to ``n`` bytes (all if ``n`` < 0); return how many were dropped."""
-        length = len(self)
+        length = self._n
         if n < 0 or n >= length:
             self.reset()
             return length
         self._r = (self._r + n) % self._size
+        self._n = length - n
         return n
 
     def read(self, n: int = -1) -> builtins.bytes:
@@ -118,9 +117,8 @@ class RingBuffer:
         n = len(data)
         if n == 0:
             return 0
-        free = self._size - len(self)
-        if n > free:
-            self._grow(len(self) + n)
+        if n > self._size - self._n:
+            self._grow(self._n + n)
         size, w = self._size, self._w
         first = min(n, size - w)
         buf = self._buf
@@ -128,7 +126,7 @@ class RingBuffer:
         if first < n:
             buf[: n - first] = data[first:]
         self._w = (w + n) % size
-        self._empty = False
+        self._n += n
         return n
 
     def _grow(self, need: int) -> None:
@@ -148,12 +146,12 @@ class RingBuffer:
         self._size = new
         self._r = 0
         self._w = len(data) % new
-        self._empty = not data
+        self._n = len(data)
 
     def reset(self) -> None:
         """Drop all readable bytes, keeping the storage (gnet: ``Reset``)."""
         self._r = self._w = 0
-        self._empty = True
+        self._n = 0
 
     def release(self) -> None:
         """Drop all bytes *and* the storage, so an idle connection holds no buffer."""

@@ -220,6 +220,7 @@ class Engine:
                 ln = init_listener(self.ln.network, self._bound_address(), self.opts)
                 self.listeners.append(ln)
             el = self._new_loop(ln)
+            el.owns_listener = True
             el.poller.add_read(ln.fd)
         for el in self.lb:
             self._start_thread(el.run, f"reactor-loop-{el.idx}")
