@@ -43,7 +43,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import unix
-from .connection import Conn, UDPConn
+from .connection import _NO_INBOUND, Conn, UDPConn
 from .errors import CodecError, EngineShutdown, ServerInShutdownError
 from .handler import Action, EventServer
 from .timers import TimerQueue
@@ -411,10 +411,9 @@ class EventLoop:
                 break  # nothing left: decode() could only answer "incomplete"
         if c._buffer:
             # The loop buffer is about to be reused: keep the unconsumed tail.
-            c._inbound.write(c._buffer)
-            c._buffer = _EMPTY
-        elif not c._inbound._n and c._inbound._size > self.buffer_cap:
-            c._inbound.release()  # drop storage grown by a burst
+            c._keep_leftover()
+        elif not c._inbound._n and c._inbound._size:
+            c._inbound = _NO_INBOUND  # drained: give its storage back (an idle connection holds none)
 
     def _react_frame(self, frame: Optional[bytes], c: Conn) -> bool:
         """Call ``react``, write its output, apply its action; False when ``c`` is closed."""

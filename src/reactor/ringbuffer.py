@@ -29,6 +29,9 @@ import builtins
 __all__ = ["RingBuffer"]
 
 _MIN_SIZE = 1024
+# The storage of every ring that has none yet: never written to (a write
+# first grows the ring, which allocates its own), so sharing it is safe.
+_NO_STORAGE = bytearray()
 _DOUBLE_BELOW = 4096
 
 
@@ -42,7 +45,7 @@ class RingBuffer:
             raise ValueError("size must be >= 0")
         if size:
             size = 1 << (size - 1).bit_length()
-        self._buf = bytearray(size)
+        self._buf = bytearray(size) if size else _NO_STORAGE
         self._size = size
         self._r = 0
         self._w = 0
@@ -155,6 +158,6 @@ class RingBuffer:
 
     def release(self) -> None:
         """Drop all bytes *and* the storage, so an idle connection holds no buffer."""
-        self._buf = bytearray()
+        self._buf = _NO_STORAGE
         self._size = 0
         self.reset()
