@@ -186,7 +186,7 @@ class EventLoop:
         """The main reactor: only accepts, hands connections to sub-reactors (gnet: ``activateMainReactor``)."""
         self._enter()
         try:
-            self.poller.polling(self.engine.accept)
+            self.poller.polling(self.engine.accept, self.timers)
         except EngineShutdown:
             self.logger.debug("main reactor is exiting on request")
         except BaseException:

@@ -52,6 +52,9 @@ __all__ = ["Engine", "Server", "serve", "stop"]
 #: Accepts per readiness report: v2 drains until EAGAIN; a bound keeps a
 #: connect storm from starving a reuse_port loop's established connections.
 MAX_ACCEPTS_PER_EVENT = 128
+#: How long a listener is left unpolled when fd exhaustion leaves no way to
+#: shed a pending connection (see Engine._accept_one).
+ACCEPT_BACKOFF = 0.1
 _CALLBACK_NAMES = (
     "on_init_complete",
     "on_shutdown",
@@ -249,8 +252,9 @@ class Engine:
     # --- accept (gnet: svr.accept / el.accept) ---------------------------------------------------------
     def accept(self, fd: int, ev: int) -> None:
         """Main reactor: accept and hand each connection to a sub-reactor by the load balancer."""
+        assert self.main_loop is not None
         for _ in range(MAX_ACCEPTS_PER_EVENT):
-            accepted = self._accept_one(fd)
+            accepted = self._accept_one(self.main_loop, fd)
             if accepted is None:
                 return
             nfd, remote = accepted
@@ -268,13 +272,13 @@ class Engine:
         """reuse_port loop: accept on its own listener and register right here (gnet: ``el.accept``)."""
         assert el.ln is not None
         for _ in range(MAX_ACCEPTS_PER_EVENT):
-            accepted = self._accept_one(fd)
+            accepted = self._accept_one(el, fd)
             if accepted is None:
                 return
             nfd, remote = accepted
             el.register(Conn(nfd, el, el.ln.addr, remote))
 
-    def _accept_one(self, fd: int) -> tuple[int, unix.Address] | None:
+    def _accept_one(self, el: EventLoop, fd: int) -> tuple[int, unix.Address] | None:
         """One accept4 with gnet's errno triage, minus its fatal EMFILE; None: nothing (more) to accept."""
         try:
             nfd, remote = unix.accept4(fd)
@@ -294,7 +298,11 @@ class Engine:
                         self.proto_addr,
                         e,
                     )
-                self._reserve.shed(fd)
+                if not self._reserve.shed(fd):
+                    # No spare fd either (another thread took the number):
+                    # the listener stays readable, and a level-triggered
+                    # poll would spin on it. Stop watching it for a while.
+                    self._pause_accepting(el, fd)
                 return None
             self.logger.error("accept4 on %s failed: %s", self.proto_addr, e)
             return None
@@ -304,6 +312,20 @@ class Engine:
             except OSError as e:
                 self.logger.error("cannot set TCP keep-alive on fd %d: %s", nfd, e)
         return nfd, remote
+
+    def _pause_accepting(self, el: EventLoop, fd: int) -> None:
+        """Stop polling listener ``fd`` on ``el`` for ACCEPT_BACKOFF seconds (fd exhaustion)."""
+        try:
+            el.poller.delete(fd)
+        except OSError:
+            return
+        el.timers.schedule(el.timers.now + ACCEPT_BACKOFF, self._resume_accepting, el, fd)
+
+    def _resume_accepting(self, el: EventLoop, fd: int) -> None:
+        try:
+            el.poller.add_read(fd)
+        except OSError as e:
+            self.logger.error("cannot resume accepting on fd %d: %s", fd, e)
 
     # --- ticker (gnet: el.ticker) ----------------------------------------------------------------------------
     def _start_ticker(self, el: EventLoop) -> None:
