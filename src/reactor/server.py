@@ -460,7 +460,11 @@ def _serve(handler: Any, ln: Listener, o: Options, proto_addr: str, logger: logg
     engine = Engine(handler, ln, o, proto_addr, logger)
     s = Server(engine, num_event_loop)
     engine.server = s
-    action = engine.handler.on_init_complete(s)
+    try:
+        action = engine.handler.on_init_complete(s)
+    except BaseException:
+        engine.close()  # the engine already holds its reserved spare fd
+        raise
     if action == Action.SHUTDOWN:
         engine.close()
         return
