@@ -1,0 +1,98 @@
+"""The servers compared: each serves "echo" and "http" with the same application logic.
+
+=============  =================================================================  ============
+peer           what runs                                                          default set
+=============  =================================================================  ============
+reactor        bench/servers/reactor_server.py: reactor.serve, 1 event loop       yes
+asyncio        bench/servers/asyncio_server.py: asyncio.Protocol, stock loop      yes
+uvloop         same file with uvloop's loop (``pip install -e .[bench]``)         yes, if importable
+selectors      bench/servers/selectors_server.py: stdlib selectors (epoll)        yes
+c-epoll        bench/c/epoll_server.c: one thread, level-triggered epoll          yes
+reactor-rp     reactor, 1 loop with SO_REUSEPORT (the loop accepts itself)        no (opt-in)
+reactor-et     reactor, 1 loop, edge-triggered (gnet v2 mode)                     no (opt-in)
+=============  =================================================================  ============
+
+Every server is single-threaded in its I/O (reactor's default main-reactor
+mode has one accepting thread besides the loop; both are pinned to the same
+core), binds 127.0.0.1 on a port the suite chooses, and asks for a listen
+backlog of 4096 (capped by the kernel's somaxconn).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server under test."""
+
+    name: str
+    #: One line for the results.
+    description: str
+    #: ``command(mode, host, port, binaries)``: the argv that starts it.
+    command: Callable[[str, str, int, dict[str, Path]], list[str]]
+    #: Part of the default set.
+    default: bool = True
+    #: None if it can run here, else why not (the peer is then skipped with this note).
+    unavailable: Optional[str] = None
+
+
+def _python(module: str, *extra: str) -> Callable[[str, str, int, dict[str, Path]], list[str]]:
+    def command(mode: str, host: str, port: int, binaries: dict[str, Path]) -> list[str]:
+        # -m from the repository root (the suite's cwd): bench.servers is importable,
+        # reactor comes from the installed (editable) package.
+        return [sys.executable, "-m", module, "--mode", mode, "--host", host, "--port", str(port), *extra]
+
+    return command
+
+
+def _c_epoll(mode: str, host: str, port: int, binaries: dict[str, Path]) -> list[str]:
+    return [str(binaries["epoll_server"]), "--mode", mode, "--host", host, "--port", str(port)]
+
+
+def _uvloop_missing() -> Optional[str]:
+    if importlib.util.find_spec("uvloop") is None:
+        return "uvloop is not importable (install the optional dependencies: pip install -e '.[bench]')"
+    return None
+
+
+def all_peers() -> dict[str, Peer]:
+    """Every known peer, in the order they run within a round (the default set first)."""
+    peers = [
+        Peer("reactor", "reactor 1 loop (reactor.serve, default options)", _python("bench.servers.reactor_server")),
+        Peer(
+            "asyncio",
+            "asyncio Protocol, stock event loop",
+            _python("bench.servers.asyncio_server", "--loop", "asyncio"),
+        ),
+        Peer(
+            "uvloop",
+            "asyncio Protocol on uvloop",
+            _python("bench.servers.asyncio_server", "--loop", "uvloop"),
+            unavailable=_uvloop_missing(),
+        ),
+        Peer("selectors", "stdlib selectors (epoll), hand-written loop", _python("bench.servers.selectors_server")),
+        Peer("c-epoll", "C, single-threaded level-triggered epoll (one-core limit)", _c_epoll),
+        Peer(
+            "reactor-rp",
+            "reactor 1 loop, reuse_port=True (no separate acceptor thread)",
+            _python("bench.servers.reactor_server", "--reuse-port"),
+            default=False,
+        ),
+        Peer(
+            "reactor-et",
+            "reactor 1 loop, edge_triggered=True",
+            _python("bench.servers.reactor_server", "--edge-triggered"),
+            default=False,
+        ),
+    ]
+    return {p.name: p for p in peers}
+
+
+#: The peer every other peer's CPU/op is divided by in the tables (falls back to asyncio).
+BASELINE = "uvloop"
