@@ -6,7 +6,8 @@ gnet counterpart: ``connection_unix.go`` (v1.6.7: ``conn``, ``write``,
 conveniences ``Peek``/``Next``/``Discard``/``InboundBuffered``/``Flush``.
 
 Threads. Everything except ``async_write``, ``async_writev``, ``wake``,
-``close`` and the read-only attributes must run on the connection's event
+``close``, ``set_deadline``, ``inbound_buffered``, ``outbound_buffered`` and
+the read-only attributes must run on the connection's event
 loop thread, i.e. inside its callbacks. gnet silently corrupts its buffers
 when that rule is broken (its most reported non-bug, panjf2000/gnet#420,
 #479, #525); here such a call raises ``RuntimeError`` naming the safe methods.
@@ -49,7 +50,7 @@ _writev_nowait = unix.writev_nowait
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
 
-_SAFE = "async_write(), async_writev(), wake() and close()"
+_SAFE = "async_write(), async_writev(), wake(), close() and set_deadline()"
 
 # The inbound ring of every connection that has no leftover bytes: most
 # connections never keep any (each read is consumed whole), and a ring per
@@ -177,7 +178,7 @@ class Conn:
     def shift_n(self, n: int) -> int:
         """Consume ``n`` bytes; return how many were consumed (gnet: ``ShiftN``).
 
-        Deliberate difference (gnet.md §3.18 #5): ``shift_n(0)`` consumes
+        Deliberate difference (docs/gnet-mapping.md, deliberate change #5): ``shift_n(0)`` consumes
         nothing, where gnet's ``ShiftN(0)`` discards the whole buffer. As in
         gnet, a negative ``n`` or one larger than what is buffered consumes
         everything.

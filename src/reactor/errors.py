@@ -39,7 +39,13 @@ class TooManyEventLoopThreadsError(ReactorError, ValueError):
 
 
 class ServerInShutdownError(ReactorError):
-    """``stop()`` named a server that is not running or already shutting down (gnet: ErrServerInShutdown)."""
+    """The server or client is not running (gnet: ErrServerInShutdown).
+
+    Raised by ``stop()`` for an address with no running server, by a
+    connection's thread-safe methods (``async_write``, ``wake``, ``close``,
+    ``set_deadline``) once its event loop has stopped, and by a ``Client``
+    that is not started.
+    """
 
 
 class CodecError(ReactorError):

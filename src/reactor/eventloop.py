@@ -2,8 +2,8 @@
 
 gnet counterpart (v1.6.7): ``eventloop_unix.go`` (``eventloop``, ``register``,
 ``open``, ``read``, ``write``, ``closeConn``, ``wake``, ``ticker``,
-``handleAction``, ``closeAllSockets``), ``acceptor_unix.go`` (``el.accept``)
-and ``reactor_default_linux.go`` (``run``, ``activateMainReactor``,
+``handleAction``, ``closeAllSockets``, ``readUDP``) and
+``reactor_default_linux.go`` (``run``, ``activateMainReactor``,
 ``activateSubReactor``). Edge-triggered mode follows gnet v2.
 
 Invariant: every fd in ``self.connections`` is registered with *this* loop's
@@ -167,7 +167,11 @@ class EventLoop:
             os.sched_setaffinity(0, {cpus[max(self.idx, 0) % len(cpus)]})
 
     def run(self) -> None:
-        """A reuse_port loop: accepts on its own listener and serves (gnet: ``run``)."""
+        """A loop that polls its own listener: reuse_port and UDP servers (gnet: ``run``).
+
+        Accepting itself lives in ``Engine.accept_on`` (gnet: ``el.accept`` in
+        acceptor_unix.go), next to the main reactor's ``Engine.accept``.
+        """
         self._enter()
         try:
             self.poller.polling(self._on_event, self.timers)
@@ -282,7 +286,7 @@ class EventLoop:
         if out is not None:
             # gnet writes OnOpened output raw (not encoded). gnet v1 then
             # issues a second EPOLL_CTL_ADD if output was left over, which
-            # fails with EEXIST (gnet.md §3.18 #1); on_outbound uses MOD.
+            # fails with EEXIST (docs/gnet-mapping.md, deliberate change #1); on_outbound uses MOD.
             try:
                 if self.pre_write is not None:
                     self.pre_write(c)
@@ -611,8 +615,8 @@ class EventLoop:
 
     # --- tasks queued by Conn's thread-safe methods ------------------------------------------------------
     def async_write(self, c: Conn, data: bytes) -> None:
-        """gnet: ``asyncWrite``: write if ``c`` is still open."""
-        if not c._opened:
+        """gnet: ``asyncWrite``: write if ``c`` is still open (and not already closing)."""
+        if not c._opened or c._draining:
             return
         try:
             c._write(data)
@@ -622,7 +626,7 @@ class EventLoop:
 
     def async_writev(self, c: Conn, bufs: list[bytes]) -> None:
         """gnet: ``asyncWritev``."""
-        if not c._opened:
+        if not c._opened or c._draining:
             return
         try:
             c._writev(bufs)
@@ -634,6 +638,8 @@ class EventLoop:
         """``react(None, c)`` for a still-registered ``c`` (gnet: ``wake``); stale wakes are ignored."""
         if self.connections.get(c.fd) is not c and self.udp_conns.get(c.fd) is not c:
             return
+        if c._draining:
+            return  # closing: it will not be served again
         self._react_frame(None, c)
 
     # --- ticker (gnet: el.ticker) -----------------------------------------------------------------------

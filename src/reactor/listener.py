@@ -6,7 +6,7 @@ gnet counterpart: ``listener_unix.go`` (v1.6.7: ``listener``,
 
 Differences from gnet v1, on purpose:
 
-* The address is **not lower-cased** (gnet.md §3.18 #6: gnet v1 lower-cases
+* The address is **not lower-cased** (docs/gnet-mapping.md, deliberate change #6: gnet v1 lower-cases
   the whole string, which breaks mixed-case Unix socket paths).
 * ``unix://`` paths: gnet removes whatever is at the path before binding
   (``os.RemoveAll``, so a typo can delete a directory tree). reactor removes

@@ -28,7 +28,7 @@ Task queues (gnet: ``internal/queue``, a Michael-Scott lock-free queue):
 ``collections.deque.append`` and ``popleft`` are atomic under the GIL, which
 makes a deque a multi-producer, single-consumer FIFO with no lock.
 
-The wake-up protocol (gnet: ``wakeSig``). Invariant: ``_wake_sig`` is True
+The wake-up protocol (gnet: ``netpollWakeSig``). Invariant: ``_wake_sig`` is True
 iff an eventfd write is pending or the loop is about to drain the queues.
 Producers append their task *then* signal only if ``_wake_sig`` was False;
 the loop clears ``_wake_sig`` after draining and then re-checks the queues,

@@ -11,7 +11,7 @@ main-reactor mode one more thread accepts ("reactor-main"); with
 ``ticker=True`` one more calls ``tick`` ("reactor-ticker"). All of them have
 ended, and every fd they opened is closed, before ``serve`` returns.
 
-Deliberate differences from gnet v1 (gnet.md §3.18):
+Deliberate differences from gnet v1 (docs/gnet-mapping.md lists them):
 
 * The shutdown signal is a ``threading.Event`` (gnet: a one-shot condition
   variable whose signal is lost if a loop exits before ``stop`` waits, #8).
@@ -422,8 +422,9 @@ _servers_lock = threading.Lock()
 def serve(handler: Any, proto_addr: str, *, options: Optional[Options] = None, **opts: Any) -> None:
     """Serve ``handler`` on ``proto_addr`` and block until the server has shut down (gnet: ``Serve``).
 
-    ``proto_addr`` is ``"tcp://host:port"``, ``"tcp4://..."``, ``"tcp6://..."``
-    or ``"unix:///path"`` (``"host:port"`` alone means tcp). Options come from
+    ``proto_addr`` is ``"tcp://host:port"``, ``"tcp4://..."``, ``"tcp6://..."``,
+    ``"udp://..."``, ``"udp4://..."``, ``"udp6://..."`` or ``"unix:///path"``
+    (``unix://@name`` for the abstract namespace; ``"host:port"`` alone means tcp). Options come from
     ``options`` with ``opts`` keywords applied on top.
 
     :raises ValueError: an invalid option (before anything is bound).

@@ -1,8 +1,9 @@
 """Socket helpers: create, configure, bind and listen (gnet: ``internal/socket``).
 
-gnet counterpart: ``internal/socket/tcp_socket.go``, ``unix_socket.go``,
-``sockopts_posix.go``, ``socket_linux.go`` (v1.6.7: ``TCPSocket``,
-``UnixSocket``, ``SetNoDelay``, ``SetKeepAlive``, ``SetReuseport``, ...).
+gnet counterpart: ``internal/socket/socket.go``, ``tcp_socket.go``,
+``udp_socket.go``, ``unix_socket.go``, ``sockopts_posix.go`` and
+``sock_linux.go`` (v1.6.7: ``TCPSocket``, ``UDPSocket``, ``UnixSocket``,
+``SetNoDelay``, ``SetKeepAlive``, ``SetReuseport``, ``maxListenerBacklog``).
 
 Every socket is created with SOCK_NONBLOCK|SOCK_CLOEXEC in the ``socket(2)``
 call itself: non-blocking because the event loop must never sleep in a
@@ -116,9 +117,10 @@ def max_listener_backlog() -> int:
 def resolve_tcp_addr(network: str, address: str, passive: bool = True) -> tuple[int, unix.Address]:
     """``host:port`` → (family, stdlib-shaped address) for TCP (gnet: ``GetTCPSockAddr``).
 
-    An empty host means the wildcard address when binding: IPv4 for
-    ``tcp``/``tcp4`` (as gnet, whose resolver picks tcp4 for an empty IP) and
-    IPv6 for ``tcp6``; when dialing it means this host's loopback, as Go's
+    An empty host means the wildcard address when binding: IPv4 (0.0.0.0)
+    for ``tcp``/``tcp4`` and IPv6 for ``tcp6``. gnet v1 binds a dual-stack
+    ``::`` for ``tcp``; reactor keeps IPv4 there so that ``server.addr`` has
+    the familiar ``(host, port)`` shape; when dialing it means this host's loopback, as Go's
     ``net.Dial`` does. Names are resolved with ``getaddrinfo``; the first
     result of the wanted family wins.
 

@@ -19,7 +19,10 @@ Some facts about talking to the kernel through CFFI
   where notes do not exist, it goes into ``__notes__`` all the same), the way
   Go's ``os.NewSyscallError`` prefixes it.
 * EINTR. cffi does not retry interrupted calls (the stdlib does since PEP 475),
-  so each wrapper loops on EINTR itself. Looping in Python lets CPython run any
+  so each wrapper of a call that can block (accept4, read, write, writev,
+  recvfrom, sendto, fcntl, eventfd reads/writes) loops on EINTR itself; the
+  others (socket, bind, listen, setsockopt, epoll_ctl, ...) never sleep and
+  so are never interrupted. Looping in Python lets CPython run any
   pending signal handler between attempts, which is PEP 475's behaviour.
   Three deliberate exceptions, each documented on the function:
   ``epoll_wait`` (the caller must recompute its timeout: it returns an empty

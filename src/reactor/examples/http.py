@@ -5,8 +5,8 @@ Run it::
     python -m reactor.examples.http --port 8080 [--loops N] [--reuse-port]
     curl -i 127.0.0.1:8080
 
-It mirrors the gnet v1 HTTP example the project started from (see
-docs/ and ../shared/reference/seed-article.txt): a custom codec whose
+It mirrors the gnet v1 HTTP example the project started from (walked
+through in docs/tutorial.md): a custom codec whose
 ``decode`` parses every complete request in the connection's buffer (HTTP
 pipelining: a client may send many requests before reading any answer) and
 produces the answers for all of them at once, so one ``write(2)`` carries a
