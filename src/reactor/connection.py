@@ -350,6 +350,8 @@ class Conn:
                 self._loop.close_conn(self, unix.syscall_error("write", -n))
                 return
             n = 0
+        if n:
+            self._active = self._loop.timers.now  # output progress: not idle
         if n < size:
             if type(packet) is bytes:
                 outbound.push_view(packet, n)

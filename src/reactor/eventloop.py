@@ -97,6 +97,13 @@ def _overridden(handler: Any, name: str) -> Any:
     return method
 
 
+def _name_callback(err: Exception, callback: str, out: Any) -> Exception:
+    """A TypeError about ``out`` itself, reworded to name the callback that returned it."""
+    if isinstance(err, TypeError) and not isinstance(out, (bytes, bytearray, memoryview)):
+        return TypeError(f"{callback}() returned data of type {type(out).__name__}; it must be bytes-like or None")
+    return err
+
+
 def _bad_result(callback: str, result: Any) -> TypeError:
     shown = repr(result)
     if len(shown) > 120:
@@ -294,6 +301,7 @@ class EventLoop:
                 if self.after_write is not None:
                     self.after_write(c, out)
             except Exception as e:
+                e = _name_callback(e, "on_opened", out)
                 self.logger.exception("writing on_opened() output failed for %r; closing it", c)
                 self.close_conn(c, e)
                 return
@@ -347,6 +355,12 @@ class EventLoop:
                 # waiting: come back through the task queue.
                 self.poller.trigger(self._resume_read_et, c)
                 return
+
+    def _resume_inbound(self, c: Conn) -> None:
+        """Decode the frames left in ``c``'s inbound buffer when a back-pressure pause ended."""
+        if c._opened and not c._paused and not c._draining and c._inbound._n and self.connections.get(c.fd) is c:
+            c._buffer = _EMPTY
+            self._process(c)
 
     def _resume_read_et(self, c: Conn) -> None:
         if c._opened and not c._paused and self.connections.get(c.fd) is c:
@@ -413,6 +427,12 @@ class EventLoop:
                 return
             if not c._buffer and not c._inbound._n:
                 break  # nothing left: decode() could only answer "incomplete"
+            if c._paused:
+                # Over write_buffer_cap: answering the rest of this read now
+                # would queue without bound (100 pipelined requests in one
+                # read). Keep them; _resume_inbound decodes them once the
+                # output has drained.
+                break
         if c._buffer:
             # The loop buffer is about to be reused: keep the unconsumed tail.
             c._keep_leftover()
@@ -442,6 +462,7 @@ class EventLoop:
                 else:
                     c._write(out)
             except Exception as e:
+                e = _name_callback(e, "react", out)
                 self.logger.exception("writing react() output failed for %r; closing it", c)
                 self.close_conn(c, e)
                 return False
@@ -533,7 +554,12 @@ class EventLoop:
     def _write(self, c: Conn) -> None:
         """Flush up to MAX_BYTES_TO_WRITE_PER_LOOP of pending output (gnet: ``el.write``)."""
         if self.pre_write is not None:
-            self.pre_write(c)
+            try:
+                self.pre_write(c)
+            except Exception as e:
+                self.logger.exception("pre_write() raised for %r; closing it", c)
+                self.close_conn(c, e)
+                return
         outbound = c._outbound
         bufs = outbound.peek(MAX_BYTES_TO_WRITE_PER_LOOP, MAX_IOV_SIZE)
         n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
@@ -595,6 +621,10 @@ class EventLoop:
                 c._paused = False
         elif cap and pending > cap:
             c._paused = True
+        if was_paused and not c._paused and c._inbound._n and not c._draining:
+            # Frames read before the pause are still waiting: no readable
+            # event will come for them if the peer has sent everything.
+            self.poller.trigger(self._resume_inbound, c)
         if self.edge_triggered:
             if was_paused and not c._paused and not c._draining:
                 self.poller.trigger(self._resume_read_et, c)

@@ -107,6 +107,7 @@ class _ReserveFd:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._closed = False
         self._fd = self._open()
 
     @staticmethod
@@ -119,6 +120,8 @@ class _ReserveFd:
     def shed(self, listen_fd: int) -> bool:
         """Accept one pending connection on the spare fd and close it; True if one was shed."""
         with self._lock:
+            if self._closed:
+                return False
             if self._fd < 0:
                 self._fd = self._open()
                 if self._fd < 0:
@@ -136,8 +139,17 @@ class _ReserveFd:
             self._fd = self._open()
             return shed
 
+    def missing(self) -> bool:
+        return self._fd < 0 and not self._closed
+
+    def restore(self) -> None:
+        with self._lock:
+            if self._fd < 0 and not self._closed:
+                self._fd = self._open()
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._fd >= 0:
                 unix.close(self._fd)
                 self._fd = -1
@@ -306,6 +318,10 @@ class Engine:
                 return None
             self.logger.error("accept4 on %s failed: %s", self.proto_addr, e)
             return None
+        if self._reserve.missing():
+            # The spare was lost to another thread during a shed; fds were
+            # just available (this accept got one), so try to get it back.
+            self._reserve.restore()
         if self.opts.tcp_keepalive > 0 and self.ln.network.startswith("tcp"):
             try:
                 sockets.set_keepalive(nfd, int(self.opts.tcp_keepalive))

@@ -69,7 +69,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     addr = f"unix://{args.unix}" if args.unix else f"tcp://{args.host}:{args.port}"
     try:
         reactor.serve(
-            handler, addr, multicore=args.multicore, num_event_loop=args.loops, reuse_port=args.reuse_port
+            handler,
+            addr,
+            multicore=args.multicore,
+            num_event_loop=args.loops,
+            reuse_port=args.reuse_port,
+            # Restart on the same port at once after a stop, even while the
+            # previous run's connections sit in TIME_WAIT.
+            reuse_addr=True,
         )
     except KeyboardInterrupt:
         pass  # serve() has already stopped everything before re-raising

@@ -255,6 +255,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             multicore=args.multicore,
             num_event_loop=args.loops,
             reuse_port=args.reuse_port,
+            # Restart on the same port at once after a stop, even while the
+            # previous run's connections sit in TIME_WAIT.
+            reuse_addr=True,
         )
     except KeyboardInterrupt:
         pass  # serve() has already stopped everything before re-raising
