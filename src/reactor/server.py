@@ -139,9 +139,6 @@ class _ReserveFd:
             self._fd = self._open()
             return shed
 
-    def missing(self) -> bool:
-        return self._fd < 0 and not self._closed
-
     def restore(self) -> None:
         with self._lock:
             if self._fd < 0 and not self._closed:
@@ -292,6 +289,13 @@ class Engine:
 
     def _accept_one(self, el: EventLoop, fd: int) -> tuple[int, unix.Address] | None:
         """One accept4 with gnet's errno triage, minus its fatal EMFILE; None: nothing (more) to accept."""
+        reserve = self._reserve
+        if reserve._fd < 0 and not reserve._closed:
+            # The spare was lost to another thread during a shed. A freed fd
+            # must go back to it before accept4 takes it for the next
+            # pending connection, or at the limit every freed fd is handed to
+            # one more connection and the rest wait in the backlog unshed.
+            reserve.restore()
         try:
             nfd, remote = unix.accept4(fd)
         except BlockingIOError:
@@ -318,10 +322,6 @@ class Engine:
                 return None
             self.logger.error("accept4 on %s failed: %s", self.proto_addr, e)
             return None
-        if self._reserve.missing():
-            # The spare was lost to another thread during a shed; fds were
-            # just available (this accept got one), so try to get it back.
-            self._reserve.restore()
         if self.opts.tcp_keepalive > 0 and self.ln.network.startswith("tcp"):
             try:
                 sockets.set_keepalive(nfd, int(self.opts.tcp_keepalive))
