@@ -190,7 +190,11 @@ def test_emfile_spare_fd_lost_to_another_thread_is_restored(procs: Any) -> None:
 @pytest.mark.timeout(90)
 def test_emfile_spare_fd_restored_when_fds_free_up_one_at_a_time(procs: Any) -> None:
     """At the limit, connections close one by one: each freed fd must go back to the spare first,
-    or the excess keeps waiting in the backlog (each freed fd is taken by the next pending one)."""
+    or the excess keeps waiting in the backlog (each freed fd is taken by the next pending one).
+
+    (Regression: 638d155 restored the spare only *after* a successful accept4,
+    which had just taken the one free fd, so the restore failed every time.)
+    """
     proc, addr = start_emfile_server(procs, "--loops", "2", "--reuse-port", "--steal-reserve")
     conns: list[socket.socket] = []
     try:
@@ -208,5 +212,5 @@ def test_emfile_spare_fd_restored_when_fds_free_up_one_at_a_time(procs: Any) -> 
             s.close()
     stop_with_sigterm(proc)
     assert later.count("pending") == 0, (
-        f"{later.count('pending')} of {len(later)} connections still hang after an fd came free: {later}"
+        f"{later.count('pending')} of {len(later)} connections still hang after an fd came free"
     )
