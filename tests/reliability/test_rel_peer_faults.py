@@ -267,10 +267,11 @@ def test_connect_and_vanish_storm(reuse_port: bool, start_server: Any, socks: An
 
     def keep_talking() -> int:
         rounds = 0
-        while not stop.is_set():
+        while True:  # at least one round, even if the storm is over first
             echo_round_trip(steady, b"round %d\n" % rounds)
             rounds += 1
-        return rounds
+            if stop.is_set():
+                return rounds
 
     talker = Worker(keep_talking, "rel-steady")
     resets = 0
@@ -296,7 +297,10 @@ def test_connect_and_vanish_storm(reuse_port: bool, start_server: Any, socks: An
     steady.close()
     wait_until(lambda: bg.server.count_connections() == 0, what="count_connections() back to 0")
     wait_until(lambda: h.n_closed() == h.n_opened(), what="on_closed for every on_opened")
-    assert h.n_opened() == STORM + 1  # Linux hands over even reset connections: none was lost or doubled
+    # Linux usually hands over even connections reset in the backlog, but one
+    # reset early enough comes back from accept4 as ECONNABORTED and is never
+    # opened; none may be counted twice.
+    assert STORM // 2 < h.n_opened() <= STORM + 1
     with h.lock:
         odd = [repr(e) for _, e in h.closed if e is not None and not isinstance(e, ConnectionResetError)]
     assert odd == [], odd[:5]
