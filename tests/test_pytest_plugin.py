@@ -274,7 +274,6 @@ def _fake_entry_point(root: Path, name: str) -> Path:
     return root / "ep"
 
 
-@pytest.mark.skipif(PLUGIN_INSTALLED, reason="a real entry point is installed; a second one would clash")
 def test_entry_point_name_equal_to_the_module_dedups(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """The recommended entry point: every way of loading the plugin lands on the same name."""
     monkeypatch.setenv("PYTHONPATH", str(_fake_entry_point(pytester.path, PLUGIN)))
@@ -284,7 +283,6 @@ def test_entry_point_name_equal_to_the_module_dedups(pytester: pytest.Pytester, 
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.skipif(PLUGIN_INSTALLED, reason="a real entry point is installed; a second one would clash")
 def test_entry_point_name_reactor_breaks_dash_p(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Why the entry point is not named "reactor": ``-p reactor.pytest_plugin`` would then register
     the module a second time under another name, which pluggy refuses."""
