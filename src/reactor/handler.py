@@ -15,7 +15,19 @@ if TYPE_CHECKING:
     from .connection import Conn
     from .server import Server
 
-__all__ = ["Action", "EventHandler", "EventServer"]
+__all__ = ["CALLBACK_NAMES", "Action", "EventHandler", "EventServer"]
+
+#: Every callback of the handler protocol, in gnet's order.
+CALLBACK_NAMES = (
+    "on_init_complete",
+    "on_shutdown",
+    "on_opened",
+    "on_closed",
+    "pre_write",
+    "after_write",
+    "react",
+    "tick",
+)
 
 
 class Action(enum.IntEnum):

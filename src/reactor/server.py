@@ -41,7 +41,7 @@ from .codec import BuiltInFrameCodec
 from .connection import Conn
 from .errors import ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
-from .handler import Action, EventServer
+from .handler import CALLBACK_NAMES, Action, EventServer
 from .listener import Listener, init_listener, parse_proto_addr
 from .load_balancer import LoadBalancer, new_load_balancer
 from .netpoll import Poller
@@ -55,16 +55,6 @@ MAX_ACCEPTS_PER_EVENT = 128
 #: How long a listener is left unpolled when fd exhaustion leaves no way to
 #: shed a pending connection (see Engine._accept_one).
 ACCEPT_BACKOFF = 0.1
-_CALLBACK_NAMES = (
-    "on_init_complete",
-    "on_shutdown",
-    "on_opened",
-    "on_closed",
-    "pre_write",
-    "after_write",
-    "react",
-    "tick",
-)
 
 
 class Server:
@@ -415,17 +405,17 @@ class _CompleteHandler:
 
     @staticmethod
     def wrap(handler: Any) -> Any:
-        missing = [name for name in _CALLBACK_NAMES if not callable(getattr(handler, name, None))]
+        missing = [name for name in CALLBACK_NAMES if not callable(getattr(handler, name, None))]
         if not missing:
             return handler
-        if all(not callable(getattr(handler, name, None)) for name in _CALLBACK_NAMES):
+        if all(not callable(getattr(handler, name, None)) for name in CALLBACK_NAMES):
             raise TypeError(
-                f"handler {handler!r} implements none of the callbacks ({', '.join(_CALLBACK_NAMES)}); "
+                f"handler {handler!r} implements none of the callbacks ({', '.join(CALLBACK_NAMES)}); "
                 "inherit from reactor.EventServer and override the ones you need"
             )
         defaults = EventServer()
         proxy = type("HandlerWithDefaults", (), {})()
-        for name in _CALLBACK_NAMES:
+        for name in CALLBACK_NAMES:
             setattr(proxy, name, getattr(handler, name) if name not in missing else getattr(defaults, name))
         return proxy
 

@@ -49,7 +49,7 @@ from . import sockets
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import CodecError, ServerInShutdownError
-from .handler import Action, EventServer
+from .handler import CALLBACK_NAMES, Action, EventServer
 from .server import Server, serve
 
 __all__ = [
@@ -69,16 +69,7 @@ __all__ = [
 #: Default bound, in seconds, of every wait in this module (start, stop, ``wait_for``...).
 DEFAULT_TIMEOUT = 5.0
 
-_CALLBACKS = (
-    "on_init_complete",
-    "on_shutdown",
-    "on_opened",
-    "on_closed",
-    "pre_write",
-    "after_write",
-    "react",
-    "tick",
-)
+_CALLBACKS = CALLBACK_NAMES
 
 
 class WaitTimeout(AssertionError, TimeoutError):

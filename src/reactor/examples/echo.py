@@ -9,14 +9,12 @@ gnet counterpart: the echo server of gnet's examples and benchmarks.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
 import sys
 from typing import Optional
 
 import reactor
 from reactor import Action, Conn
+from reactor.examples._cli import example_parser, run_example
 
 __all__ = ["EchoServer", "main"]
 
@@ -44,43 +42,11 @@ class EchoServer(reactor.EventServer):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reactor.examples.echo", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="", help="address to bind (default: all IPv4 interfaces)")
-    parser.add_argument("--port", type=int, default=9000, help="TCP port (default 9000)")
+    parser = example_parser("python -m reactor.examples.echo", __doc__.split("\n")[0], 9000)
     parser.add_argument("--unix", default="", help="serve on this Unix socket path instead of TCP")
-    parser.add_argument("--loops", type=int, default=0, help="event loops (default: 1, or one per CPU with --multicore)")
-    parser.add_argument("--multicore", action="store_true", help="one event loop per CPU")
-    parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: one listener per loop")
-    parser.add_argument("--quiet", action="store_true", help="do not print the listening address")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    handler = EchoServer(quiet=args.quiet)
-
-    def stop(signum: int, frame: object) -> None:
-        if handler.server is not None:
-            handler.server.stop()
-
-    # Both set explicitly: a process started in the background by a
-    # non-interactive shell inherits SIGINT as *ignored*, and Python then
-    # never turns Ctrl-C into KeyboardInterrupt.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     addr = f"unix://{args.unix}" if args.unix else f"tcp://{args.host}:{args.port}"
-    try:
-        reactor.serve(
-            handler,
-            addr,
-            multicore=args.multicore,
-            num_event_loop=args.loops,
-            reuse_port=args.reuse_port,
-            # Restart on the same port at once after a stop, even while the
-            # previous run's connections sit in TIME_WAIT.
-            reuse_addr=True,
-        )
-    except KeyboardInterrupt:
-        pass  # serve() has already stopped everything before re-raising
-    return 0
+    return run_example(EchoServer(quiet=args.quiet), addr, args)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,13 @@ per character, which is what keeps it cheap in CPython.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
 import sys
 import time
 from typing import Optional
 
 import reactor
 from reactor import Action, Conn
+from reactor.examples._cli import example_parser, run_example
 
 __all__ = ["HTTPCodec", "HTTPServer", "main", "parse_requests"]
 
@@ -226,42 +224,9 @@ class HTTPServer(reactor.EventServer):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reactor.examples.http", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="", help="address to bind (default: all IPv4 interfaces)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
-    parser.add_argument("--loops", type=int, default=0, help="event loops (default: 1, or one per CPU with --multicore)")
-    parser.add_argument("--multicore", action="store_true", help="one event loop per CPU")
-    parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: one listener per loop")
-    parser.add_argument("--quiet", action="store_true", help="do not print the listening address")
+    parser = example_parser("python -m reactor.examples.http", __doc__.split("\n")[0], 8080)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    handler = HTTPServer(quiet=args.quiet)
-
-    def stop(signum: int, frame: object) -> None:
-        if handler.server is not None:
-            handler.server.stop()
-
-    # Both set explicitly: a process started in the background by a
-    # non-interactive shell inherits SIGINT as *ignored*, and Python then
-    # never turns Ctrl-C into KeyboardInterrupt.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        reactor.serve(
-            handler,
-            f"tcp://{args.host}:{args.port}",
-            codec=HTTPCodec(),
-            multicore=args.multicore,
-            num_event_loop=args.loops,
-            reuse_port=args.reuse_port,
-            # Restart on the same port at once after a stop, even while the
-            # previous run's connections sit in TIME_WAIT.
-            reuse_addr=True,
-        )
-    except KeyboardInterrupt:
-        pass  # serve() has already stopped everything before re-raising
-    return 0
+    return run_example(HTTPServer(quiet=args.quiet), f"tcp://{args.host}:{args.port}", args, codec=HTTPCodec())
 
 
 if __name__ == "__main__":

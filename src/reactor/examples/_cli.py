@@ -1,0 +1,58 @@
+"""What the example servers share: their command line, logging, signals and serve() call."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any, Optional
+
+import reactor
+
+__all__ = ["example_parser", "run_example"]
+
+
+def example_parser(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:
+    """The options every example takes: address, loops, server mode, quiet."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default="", help="address to bind (default: all IPv4 interfaces)")
+    parser.add_argument("--port", type=int, default=default_port, help=f"TCP port (default {default_port})")
+    parser.add_argument("--loops", type=int, default=0, help="event loops (default: 1, or one per CPU with --multicore)")
+    parser.add_argument("--multicore", action="store_true", help="one event loop per CPU")
+    parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: one listener per loop")
+    parser.add_argument("--quiet", action="store_true", help="do not print the listening address")
+    return parser
+
+
+def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **options: Any) -> int:
+    """Serve ``handler`` until SIGTERM or Ctrl-C; return the process exit code (0).
+
+    ``handler.server`` must be set by its ``on_init_complete`` so the signal
+    handlers can stop it.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def stop(signum: int, frame: Optional[object]) -> None:
+        if handler.server is not None:
+            handler.server.stop()
+
+    # Both set explicitly: a process started in the background by a
+    # non-interactive shell inherits SIGINT as *ignored*, and Python then
+    # never turns Ctrl-C into KeyboardInterrupt.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        reactor.serve(
+            handler,
+            proto_addr,
+            multicore=args.multicore,
+            num_event_loop=args.loops,
+            reuse_port=args.reuse_port,
+            # Restart on the same port at once after a stop, even while the
+            # previous run's connections sit in TIME_WAIT.
+            reuse_addr=True,
+            **options,
+        )
+    except KeyboardInterrupt:
+        pass  # serve() has already stopped everything before re-raising
+    return 0
