@@ -22,32 +22,14 @@ and answers with the same bytes, but without validating the request.)
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Optional
 
-from reactor.examples.http import BODY, parse_requests, response
+from reactor.examples.http import ResponseCache, parse_requests, response
 
 __all__ = ["HTTPSession", "parse_args"]
 
 
-class _OkCache:
-    """The 200 response, rebuilt once per second (as ``reactor.examples.http._ResponseCache``)."""
-
-    __slots__ = ("_second", "_ok")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._ok = b""
-
-    def ok(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._ok = response(200, BODY)
-        return self._ok
-
-
-_cache = _OkCache()
+_cache = ResponseCache()
 
 
 class HTTPSession:

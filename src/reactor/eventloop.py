@@ -177,45 +177,33 @@ class EventLoop:
         """A loop that polls its own listener: reuse_port and UDP servers (gnet: ``run``).
 
         Accepting itself lives in ``Engine.accept_on`` (gnet: ``el.accept`` in
-        acceptor_unix.go), next to the main reactor's ``Engine.accept``.
+        acceptor_unix.go), next to the main reactor's ``Engine.accept``. Since
+        ``_on_event`` dispatches every kind of fd, the body is the
+        sub-reactor's; the listener stays open until the engine has called
+        on_shutdown (which may dup it, as gnet's tests do). gnet closes it here.
         """
-        self._enter()
-        try:
-            self.poller.polling(self._on_event, self.timers)
-        except EngineShutdown:
-            self.logger.debug("event-loop(%d) is exiting on request", self.idx)
-        except BaseException:
-            self.logger.exception("event-loop(%d) is exiting due to an error", self.idx)
-        finally:
-            # The listener stays open until the engine has called
-            # on_shutdown (which may dup it, as gnet's tests do); the engine
-            # closes it. gnet closes it here.
-            self.close_all_conns()
-            self.engine.signal_shutdown()
+        self._poll_until_shutdown(self._on_event, f"event-loop({self.idx})", owns_conns=True)
 
     def activate_main_reactor(self) -> None:
         """The main reactor: only accepts, hands connections to sub-reactors (gnet: ``activateMainReactor``)."""
-        self._enter()
-        try:
-            self.poller.polling(self.engine.accept, self.timers)
-        except EngineShutdown:
-            self.logger.debug("main reactor is exiting on request")
-        except BaseException:
-            self.logger.exception("main reactor is exiting due to an error")
-        finally:
-            self.engine.signal_shutdown()
+        self._poll_until_shutdown(self.engine.accept, "main reactor", owns_conns=False)
 
     def activate_sub_reactor(self) -> None:
         """A sub-reactor: serves the connections the main reactor hands it (gnet: ``activateSubReactor``)."""
+        self._poll_until_shutdown(self._on_event, f"event-loop({self.idx})", owns_conns=True)
+
+    def _poll_until_shutdown(self, callback: Any, name: str, owns_conns: bool) -> None:
+        """The body all three loop kinds share: poll until shutdown, then close and tell the engine."""
         self._enter()
         try:
-            self.poller.polling(self._on_event, self.timers)
+            self.poller.polling(callback, self.timers)
         except EngineShutdown:
-            self.logger.debug("event-loop(%d) is exiting on request", self.idx)
+            self.logger.debug("%s is exiting on request", name)
         except BaseException:
-            self.logger.exception("event-loop(%d) is exiting due to an error", self.idx)
+            self.logger.exception("%s is exiting due to an error", name)
         finally:
-            self.close_all_conns()
+            if owns_conns:
+                self.close_all_conns()
             self.engine.signal_shutdown()
 
     def _on_other_event(self, fd: int) -> None:

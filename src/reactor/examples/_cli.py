@@ -5,11 +5,41 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from typing import Any, Optional
 
 import reactor
 
-__all__ = ["example_parser", "run_example"]
+__all__ = ["ExampleServer", "example_parser", "run_example"]
+
+
+class ExampleServer(reactor.EventServer):
+    """Keeps the ``Server`` (for the signal handlers) and announces where it listens.
+
+    The announcement goes to stderr once the listener is bound, so a script
+    or test can wait for that line before connecting.
+    """
+
+    #: How the startup line names the server.
+    name = "server"
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.server: Optional[reactor.Server] = None
+        self.quiet = quiet
+
+    def listening_on(self, server: reactor.Server) -> str:
+        return repr(server.addr)
+
+    def on_init_complete(self, server: reactor.Server) -> reactor.Action:
+        self.server = server
+        if not self.quiet:
+            print(
+                f"{self.name} is listening on {self.listening_on(server)} "
+                f"(loops: {server.num_event_loop}, reuse_port: {server.reuse_port})",
+                file=sys.stderr,
+                flush=True,
+            )
+        return reactor.Action.NONE
 
 
 def example_parser(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:

@@ -12,30 +12,16 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-import reactor
 from reactor import Action, Conn
-from reactor.examples._cli import example_parser, run_example
+from reactor.examples._cli import ExampleServer, example_parser, run_example
 
 __all__ = ["EchoServer", "main"]
 
 
-class EchoServer(reactor.EventServer):
+class EchoServer(ExampleServer):
     """``react`` returns each frame as it came (with the built-in codec: all bytes read)."""
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.server: Optional[reactor.Server] = None
-        self.quiet = quiet
-
-    def on_init_complete(self, server: reactor.Server) -> Action:
-        self.server = server
-        if not self.quiet:
-            print(
-                f"echo server is listening on {server.addr!r} (loops: {server.num_event_loop}, "
-                f"reuse_port: {server.reuse_port})",
-                file=sys.stderr,
-                flush=True,
-            )
-        return Action.NONE
+    name = "echo server"
 
     def react(self, frame: Optional[bytes], c: Conn) -> tuple[Optional[bytes], Action]:
         return frame, Action.NONE

@@ -37,9 +37,9 @@ from typing import Optional
 
 import reactor
 from reactor import Action, Conn
-from reactor.examples._cli import example_parser, run_example
+from reactor.examples._cli import ExampleServer, example_parser, run_example
 
-__all__ = ["HTTPCodec", "HTTPServer", "main", "parse_requests"]
+__all__ = ["HTTPCodec", "HTTPServer", "ResponseCache", "main", "parse_requests", "response"]
 
 #: Largest request line + header block accepted (like common servers' 8 KiB).
 MAX_HEADER = 8 * 1024
@@ -68,7 +68,7 @@ def _http_date() -> bytes:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
 
 
-class _ResponseCache:
+class ResponseCache:
     """The 200 response, rebuilt once per second (its Date header changes each second)."""
 
     def __init__(self) -> None:
@@ -170,7 +170,7 @@ class HTTPCodec:
     """Frames the byte stream into *batches of answers* (the seed's ``httpCodec``)."""
 
     def __init__(self) -> None:
-        self._cache = _ResponseCache()
+        self._cache = ResponseCache()
 
     def encode(self, c: Conn, data: bytes) -> bytes:
         return data
@@ -192,24 +192,14 @@ class HTTPCodec:
         return self._cache.ok() * count
 
 
-class HTTPServer(reactor.EventServer):
+class HTTPServer(ExampleServer):
     """The seed's ``httpServer``: ``react`` writes what the codec produced."""
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.server: Optional[reactor.Server] = None
-        self.quiet = quiet
+    name = "HTTP server"
 
-    def on_init_complete(self, server: reactor.Server) -> Action:
-        self.server = server
-        if not self.quiet:
-            host, port = server.addr[0], server.addr[1]  # type: ignore[index]
-            print(
-                f"HTTP server is listening on http://{host}:{port} "
-                f"(loops: {server.num_event_loop}, reuse_port: {server.reuse_port})",
-                file=sys.stderr,
-                flush=True,
-            )
-        return Action.NONE
+    def listening_on(self, server: reactor.Server) -> str:
+        host, port = server.addr[0], server.addr[1]  # type: ignore[index]
+        return f"http://{host}:{port}"
 
     def react(self, frame: Optional[bytes], c: Conn) -> tuple[Optional[bytes], Action]:
         closing = c.context
