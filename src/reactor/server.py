@@ -116,8 +116,11 @@ class _ReserveFd:
                 self._fd = self._open()
                 if self._fd < 0:
                     return False
-            unix.close(self._fd)
-            self._fd = -1
+            # -1 before the close: a sibling loop whose accept4 gets this
+            # number must then see the spare missing and adopt its fd (see
+            # adopt; _accept_one reads _fd without the lock, after accept4).
+            spare, self._fd = self._fd, -1
+            unix.close(spare)
             shed = False
             try:
                 nfd, _ = unix.accept4(listen_fd)
@@ -133,6 +136,25 @@ class _ReserveFd:
         with self._lock:
             if self._fd < 0 and not self._closed:
                 self._fd = self._open()
+
+    def adopt(self, nfd: int, listen_fd: int) -> bool:
+        """Turn a just-accepted ``nfd`` into the spare if the spare is missing; True if it was.
+
+        ``restore`` before ``accept4`` leaves a window: an fd another loop frees
+        in between goes to the connection, and the spare stays missing for as
+        long as the process is at its limit (every later accept4 fails with
+        EMFILE and nothing can be shed). ``dup2`` closes the connection and
+        puts a duplicate of the listener in the same slot in one step, so no
+        other thread can take the number in between; the peer sees the close
+        that shedding means. The duplicate is as good a spare as /dev/null:
+        only its number matters, and closing it leaves the listener open.
+        """
+        with self._lock:
+            if self._fd >= 0 or self._closed:
+                return False
+            os.dup2(listen_fd, nfd, inheritable=False)
+            self._fd = nfd
+            return True
 
     def close(self) -> None:
         with self._lock:
@@ -311,6 +333,10 @@ class Engine:
                     self._pause_accepting(el, fd)
                 return None
             self.logger.error("accept4 on %s failed: %s", self.proto_addr, e)
+            return None
+        if reserve._fd < 0 and reserve.adopt(nfd, fd):
+            # Lost the race described in _ReserveFd.adopt: this connection is
+            # shed so that the next EMFILE can shed the rest of the backlog.
             return None
         if self.opts.tcp_keepalive > 0 and self.ln.network.startswith("tcp"):
             try:

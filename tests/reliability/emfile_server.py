@@ -10,9 +10,9 @@ Prints ``PORT <n> FDS <open fds at start>`` on stdout once listening, logs the
 ``--steal-reserve`` replays, deterministically, an interleaving that happens by
 chance with ``--reuse-port --loops 2`` (in about a third of the runs of a
 128-connection flood): while one loop sheds a connection, it has closed its
-spare fd, and before its ``accept4`` another thread (here: the sibling loop's
-own ``accept4``) gets that fd number. The replay opens /dev/null at exactly
-that point, once, and keeps it, as the sibling's connection would be kept.
+spare fd, and before its ``accept4`` another thread gets that fd number and
+keeps it. The replay hands the spare's fd to a "thief" at the first shed, once
+(see install_reserve_thief).
 """
 
 from __future__ import annotations
@@ -43,29 +43,41 @@ class Echo(reactor.EventServer):
 
 
 def install_reserve_thief() -> None:
-    """Take the spare fd's number between _ReserveFd.shed's close and its accept4, once."""
+    """At the first shed, hand the spare fd's number to "another thread" that keeps it.
+
+    The natural interleaving is: the shedding loop closes its spare, and before
+    its accept4 (or before it reopens the spare) another thread's open/accept4
+    gets that number. Replaying it with a real close followed by an open leaves
+    a window in which the sibling loop's own accept4 can take the number first
+    (which the engine heals by adopting that connection's fd as the spare). So
+    the replay does it without a window: the spare fd itself changes owner,
+    under the reserve's lock, as if closed and reopened by the thief at once.
+    """
     from reactor import server as engine_module
-    from reactor import unix
 
-    real_accept4 = unix.accept4
     real_shed = engine_module._ReserveFd.shed
-    state = {"in_shed": False, "stolen": []}
+    stolen: list[int] = []
 
-    def shed(self: object, listen_fd: int) -> bool:
-        state["in_shed"] = True
-        try:
-            return real_shed(self, listen_fd)
-        finally:
-            state["in_shed"] = False
-
-    def accept4(fd: int, *args: object) -> object:
-        if state["in_shed"] and not state["stolen"]:
-            state["stolen"].append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
-            print("STOLE the spare fd's number", file=sys.stderr, flush=True)
-        return real_accept4(fd, *args)
+    def shed(self: engine_module._ReserveFd, listen_fd: int) -> bool:
+        if not stolen:
+            with self._lock:
+                if self._fd >= 0:
+                    stolen.append(self._fd)
+                    self._fd = -1
+                    # EMFILE here may be transient: a sibling loop's accept4
+                    # holds an fd number while it finds its queue empty. Take
+                    # whatever is free too, so the process really is left at
+                    # its limit without a spare, as in the race replayed.
+                    while True:
+                        try:
+                            stolen.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+                        except OSError:
+                            break
+                    print("STOLE the spare fd's number", file=sys.stderr, flush=True)
+                    return False
+        return real_shed(self, listen_fd)
 
     engine_module._ReserveFd.shed = shed  # type: ignore[method-assign]
-    unix.accept4 = accept4  # type: ignore[assignment]
 
 
 def main() -> int:

@@ -195,13 +195,23 @@ def test_emfile_spare_fd_restored_when_fds_free_up_one_at_a_time(procs: Any) -> 
     (Regression: 638d155 restored the spare only *after* a successful accept4,
     which had just taken the one free fd, so the restore failed every time.)
     """
-    proc, addr = start_emfile_server(procs, "--loops", "2", "--reuse-port", "--steal-reserve")
     conns: list[socket.socket] = []
-    try:
+    for _attempt in range(5):
+        proc, addr = start_emfile_server(procs, "--loops", "2", "--reuse-port", "--steal-reserve")
         first = probe_all(addr, EXCESS, conns)  # the first shed loses the spare
         results = classify(first, timeout=1.0)
         served = [s for s, r in zip(first, results) if r == "served"]
         pending = [s for s, r in zip(first, results) if r == "pending"]
+        if len(pending) > 2:
+            break
+        # The sibling loop's accept4 held an fd number for a moment while the
+        # thief filled the table, so the server got a spare back and shed
+        # everything (correctly): the state under test did not arise. Retry.
+        for s in conns:
+            s.close()
+        conns.clear()
+        stop_with_sigterm(proc)
+    try:
         assert len(pending) > 2, results  # the replayed race really left the server without a spare
         served[0].close()  # one fd comes free
         time.sleep(0.5)
