@@ -92,6 +92,7 @@ int rx_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeo
 int rx_epoll_ctl(int epfd, int op, int fd, uint32_t events);
 int rx_eventfd_write(int fd, uint64_t value);
 int rx_eventfd_read(int fd, uint64_t *value);
+int rx_set_pdeathsig(int sig);
 """
 
 SOURCE = r"""
@@ -102,6 +103,7 @@ SOURCE = r"""
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -149,6 +151,13 @@ int rx_eventfd_read(int fd, uint64_t *value)
 {
     ssize_t n = read(fd, value, sizeof *value);
     return n == (ssize_t)sizeof *value ? 0 : -1;
+}
+
+/* prctl(2) is variadic; a fixed signature keeps cffi from guessing the
+   type of the unsigned long argument. */
+int rx_set_pdeathsig(int sig)
+{
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL);
 }
 """
 

@@ -39,6 +39,7 @@ from .errors import (
     ServerInShutdownError,
     TooManyEventLoopThreadsError,
     UnsupportedProtocolError,
+    WorkerError,
 )
 from .handler import Action, EventHandler, EventServer
 from .load_balancer import LoadBalancing
@@ -75,6 +76,7 @@ __all__ = [
     "TooManyEventLoopThreadsError",
     "UDPConn",
     "UnsupportedProtocolError",
+    "WorkerError",
     "serve",
     "stop",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "ServerInShutdownError",
     "TooManyEventLoopThreadsError",
     "UnsupportedProtocolError",
+    "WorkerError",
 ]
 
 
@@ -87,4 +88,14 @@ class EngineShutdown(BaseException):
     user code that it unwinds through (a ``c.write`` inside ``react`` whose
     failure closes the connection, whose ``on_closed`` asks for SHUTDOWN)
     cannot swallow it.
+    """
+
+
+class WorkerError(ReactorError):
+    """With ``serve(..., workers=N)``: a worker process died or could not start.
+
+    A worker that failed with an exception of its own (``OSError`` from its
+    bind, an exception from ``on_init_complete``) has that exception re-raised
+    by the parent instead; this one says how a worker ended when there was no
+    exception to pass on (killed by a signal, a non-zero exit status).
     """

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_READ_BUFFER_CAP",
     "DEFAULT_WRITE_BUFFER_CAP",
     "MAX_EVENT_LOOPS",
+    "MAX_WORKERS",
     "Options",
     "make_logger",
     "normalize_read_buffer_cap",
@@ -36,6 +37,8 @@ DEFAULT_EDGE_TRIGGERED_IO_CHUNK = 1024 * 1024
 #: gnet refuses more than 10,000 locked OS threads (``ErrTooManyEventLoopThreads``);
 #: every reactor loop is an OS thread, so the limit always applies.
 MAX_EVENT_LOOPS = 10_000
+#: A sanity bound on worker processes: far more than cores is a typo, not a plan.
+MAX_WORKERS = 1024
 #: The kernel's limit for TCP_KEEPIDLE / TCP_KEEPINTVL (MAX_TCP_KEEPIDLE in include/net/tcp.h).
 MAX_TCP_KEEPALIVE = 32767
 
@@ -59,6 +62,11 @@ class Options:
     num_event_loop: int = 0
     #: How the main reactor hands connections to loops (main-reactor mode only).
     lb: LoadBalancing = LoadBalancing.ROUND_ROBIN
+    #: Worker processes (new in reactor): > 1 forks that many copies of the
+    #: server, each with its own SO_REUSEPORT listener on the same address, so
+    #: that Python code runs on several cores (see :mod:`reactor.workers`).
+    #: tcp and udp only.
+    workers: int = 1
     #: SO_REUSEPORT: N loops each with its own listening socket, balanced by the
     #: kernel, instead of one main reactor accepting for N sub-reactors.
     reuse_port: bool = False
@@ -122,13 +130,15 @@ class Options:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"option {name} must be a bool, got {getattr(self, name)!r}")
         for name in ("num_event_loop", "socket_recv_buffer", "socket_send_buffer", "read_buffer_cap",
-                     "write_buffer_cap", "edge_triggered_io_chunk"):
+                     "write_buffer_cap", "edge_triggered_io_chunk", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"option {name} must be an int, got {value!r}")
         for name in ("num_event_loop", "socket_recv_buffer", "socket_send_buffer", "write_buffer_cap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"option {name} must be >= 0, got {getattr(self, name)}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"option workers must be 1-{MAX_WORKERS} processes, got {self.workers}")
         if self.num_event_loop > MAX_EVENT_LOOPS:
             from .errors import TooManyEventLoopThreadsError
 

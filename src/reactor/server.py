@@ -34,7 +34,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import sockets, unix
 from .codec import BuiltInFrameCodec
@@ -46,6 +46,9 @@ from .listener import Listener, init_listener, parse_proto_addr
 from .load_balancer import LoadBalancer, new_load_balancer
 from .netpoll import Poller
 from .options import Options, make_logger
+
+if TYPE_CHECKING:
+    from .workers import Supervisor
 
 __all__ = ["Engine", "Server", "serve", "stop"]
 
@@ -60,7 +63,7 @@ ACCEPT_BACKOFF = 0.1
 class Server:
     """What ``on_init_complete`` and ``on_shutdown`` receive (gnet: ``Server``)."""
 
-    def __init__(self, engine: Engine, num_event_loop: int) -> None:
+    def __init__(self, engine: Engine, num_event_loop: int, worker_id: int = 0) -> None:
         self._engine = engine
         #: As configured.
         self.multicore: bool = engine.opts.multicore
@@ -73,9 +76,14 @@ class Server:
         self.reuse_port: bool = engine.opts.reuse_port
         #: As configured, in seconds.
         self.tcp_keepalive: float = engine.opts.tcp_keepalive
+        #: Worker processes serving this address, as configured (1: just this process).
+        self.workers: int = engine.opts.workers
+        #: Which of them this process is, 0 to ``workers - 1`` (see :mod:`reactor.workers`).
+        self.worker_id: int = worker_id
 
     def __repr__(self) -> str:
-        return f"<Server addr={self.addr!r} loops={self.num_event_loop} reuse_port={self.reuse_port}>"
+        workers = f" worker={self.worker_id}/{self.workers}" if self.workers > 1 else ""
+        return f"<Server addr={self.addr!r} loops={self.num_event_loop} reuse_port={self.reuse_port}{workers}>"
 
     def count_connections(self) -> int:
         """Open connections across all loops; safe from any thread (gnet: ``CountConnections``)."""
@@ -447,7 +455,8 @@ class _CompleteHandler:
 
 
 # --- the public entry points (gnet: Serve, Stop) -----------------------------------------------------------
-_servers: dict[str, Engine] = {}
+#: What reactor.stop() finds by address: a server, or the parent of its worker processes.
+_servers: dict[str, Union[Engine, "Supervisor"]] = {}
 _servers_lock = threading.Lock()
 
 
@@ -463,6 +472,9 @@ def serve(handler: Any, proto_addr: str, *, options: Optional[Options] = None, *
     :raises reactor.UnsupportedProtocolError: unknown network scheme.
     :raises reactor.InvalidNetworkAddressError: malformed address.
     :raises OSError: bind/listen failed (e.g. ``EADDRINUSE``).
+    :raises reactor.WorkerError: with ``workers`` > 1, a worker process died
+        (a worker's own exception, such as the ``OSError`` of its bind, is
+        re-raised as it is).
     """
     o = options if options is not None else Options()
     if opts:
@@ -470,6 +482,9 @@ def serve(handler: Any, proto_addr: str, *, options: Optional[Options] = None, *
     o.validate()
     o = o.replace(read_buffer_cap=_normalized_cap(o.read_buffer_cap))
     network, address = parse_proto_addr(proto_addr)
+    if o.workers > 1:
+        _serve_workers(handler, network, address, proto_addr, o)
+        return
     logger, cleanup_logger = make_logger(o)
     try:
         ln = init_listener(network, address, o)
@@ -481,18 +496,76 @@ def serve(handler: Any, proto_addr: str, *, options: Optional[Options] = None, *
         cleanup_logger()
 
 
+def _serve_workers(handler: Any, network: str, address: str, proto_addr: str, o: Options) -> None:
+    """``serve(..., workers=N)``: N forked processes, one listener each (see :mod:`reactor.workers`)."""
+    from .workers import serve_workers
+
+    # Each worker is a single-process server with its own SO_REUSEPORT
+    # listener; its loops take turns on it the same way (reuse_port mode).
+    worker_opts = o.replace(reuse_port=True)
+
+    def serve_one(bind_addr: str, worker_id: int, on_bound: Callable[[Listener, Engine], None]) -> None:
+        # Forked from a parent whose other servers' threads did not come
+        # along; and whose lock another parent thread might have held.
+        global _servers_lock
+        _servers_lock = threading.Lock()
+        _servers.clear()
+        net, addr = parse_proto_addr(bind_addr)
+        logger, cleanup_logger = make_logger(worker_opts)
+        try:
+            ln = init_listener(net, addr, worker_opts)
+            try:
+                _serve(handler, ln, worker_opts, proto_addr, logger, worker_id=worker_id, on_bound=on_bound)
+            finally:
+                ln.close()
+        finally:
+            cleanup_logger()
+
+    def register(sup: Any) -> Callable[[], None]:
+        with _servers_lock:
+            _servers[proto_addr] = sup
+
+        def unregister() -> None:
+            with _servers_lock:
+                if _servers.get(proto_addr) is sup:
+                    del _servers[proto_addr]
+
+        return unregister
+
+    logger, cleanup_logger = make_logger(o)
+    try:
+        serve_workers(network, address, proto_addr, o.workers, serve_one, register, logger)
+    finally:
+        cleanup_logger()
+
+
 def _normalized_cap(cap: int) -> int:
     from .options import normalize_read_buffer_cap
 
     return normalize_read_buffer_cap(cap)
 
 
-def _serve(handler: Any, ln: Listener, o: Options, proto_addr: str, logger: logging.Logger) -> None:
+def _serve(
+    handler: Any,
+    ln: Listener,
+    o: Options,
+    proto_addr: str,
+    logger: logging.Logger,
+    *,
+    worker_id: int = 0,
+    on_bound: Optional[Callable[[Listener, Engine], None]] = None,
+) -> None:
     """gnet: the unexported ``serve``."""
     num_event_loop = o.num_loops()
     engine = Engine(handler, ln, o, proto_addr, logger)
-    s = Server(engine, num_event_loop)
+    s = Server(engine, num_event_loop, worker_id)
     engine.server = s
+    if on_bound is not None:
+        try:
+            on_bound(ln, engine)
+        except BaseException:
+            engine.close()
+            raise
     try:
         action = engine.handler.on_init_complete(s)
     except BaseException:

@@ -73,6 +73,7 @@ __all__ = [
     "recvfrom",
     "recvfrom_into",
     "sendto",
+    "set_pdeathsig",
     "setsockopt",
     "shutdown",
     "sockaddr",
@@ -631,6 +632,19 @@ def eventfd_read(fd: int) -> int:
         err = ffi.errno
         if err != _EINTR:
             raise _error(f"eventfd_read(fd={fd})", err)
+
+
+# --- processes ----------------------------------------------------------------------
+def set_pdeathsig(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): have the kernel send ``sig`` to this process when its parent dies.
+
+    "Parent" is the *thread* that forked this process: the signal comes when
+    that thread exits, whatever kills it (SIGKILL included). A process forked
+    by a parent that died before this call is not covered: check
+    ``os.getppid()`` afterwards.
+    """
+    if lib.rx_set_pdeathsig(sig) != 0:
+        _raise(f"prctl(PR_SET_PDEATHSIG, {sig})")
 
 
 # --- hot-path variants for the event loop -------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -35,7 +36,8 @@ class ExampleServer(reactor.EventServer):
         if not self.quiet:
             print(
                 f"{self.name} is listening on {self.listening_on(server)} "
-                f"(loops: {server.num_event_loop}, reuse_port: {server.reuse_port})",
+                f"(loops: {server.num_event_loop}, reuse_port: {server.reuse_port}"
+                + (f", worker {server.worker_id} of {server.workers})" if server.workers > 1 else ")"),
                 file=sys.stderr,
                 flush=True,
             )
@@ -43,13 +45,15 @@ class ExampleServer(reactor.EventServer):
 
 
 def example_parser(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:
-    """The options every example takes: address, loops, server mode, quiet."""
+    """The options every example takes: address, loops, server mode, worker processes, quiet."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", default="", help="address to bind (default: all IPv4 interfaces)")
     parser.add_argument("--port", type=int, default=default_port, help=f"TCP port (default {default_port})")
     parser.add_argument("--loops", type=int, default=0, help="event loops (default: 1, or one per CPU with --multicore)")
     parser.add_argument("--multicore", action="store_true", help="one event loop per CPU")
     parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: one listener per loop")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, each with its own SO_REUSEPORT listener (default 1)")
     parser.add_argument("--quiet", action="store_true", help="do not print the listening address")
     return parser
 
@@ -65,6 +69,11 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
     def stop(signum: int, frame: Optional[object]) -> None:
         if handler.server is not None:
             handler.server.stop()
+        else:
+            # The parent of --workers has no Server of its own (each worker
+            # has one); stopping the address stops them all.
+            with contextlib.suppress(reactor.ServerInShutdownError):
+                reactor.stop(proto_addr)
 
     # Both set explicitly: a process started in the background by a
     # non-interactive shell inherits SIGINT as *ignored*, and Python then
@@ -78,6 +87,7 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
             multicore=args.multicore,
             num_event_loop=args.loops,
             reuse_port=args.reuse_port,
+            workers=args.workers,
             # Restart on the same port at once after a stop, even while the
             # previous run's connections sit in TIME_WAIT.
             reuse_addr=True,
