@@ -204,6 +204,11 @@ class Conn:
         """Up to ``n`` unconsumed bytes (all if ``n`` < 0), not consumed (gnet v2: ``Peek``)."""
         if _get_ident() != self._loop.tid:
             raise _not_on_loop("peek")
+        if not self._inbound._n:
+            # Nothing left over from earlier reads (the usual case): the bytes
+            # are all in the loop's read buffer. A codec peeks once per frame.
+            buffer = self._buffer
+            return bytes(buffer if n < 0 or n >= len(buffer) else buffer[:n])
         total = self._inbound._n + len(self._buffer)
         return self._peek(total if n < 0 or n > total else n)
 
@@ -220,9 +225,12 @@ class Conn:
         """Consume up to ``n`` bytes (all if ``n`` < 0); return how many (gnet v2: ``Discard``)."""
         if _get_ident() != self._loop.tid:
             raise _not_on_loop("discard")
-        total = self._inbound._n + len(self._buffer)
+        held = self._inbound._n
+        total = held + len(self._buffer)
         if n < 0 or n >= total:
-            self._reset()
+            if held:
+                self._inbound.reset()
+            self._buffer = _EMPTY
             return total
         return self._discard(n)
 
@@ -341,10 +349,12 @@ class Conn:
             # write(2) straight through cffi for the common case (bytes pass
             # to C without a copy); saves a wrapper call per write.
             n = _sys_write(self.fd, packet, size)
-            if n < 0:
-                n = -_ffi.errno
-        else:
-            n = _write_nowait(self.fd, packet)
+            if n == size:
+                self._active = self._loop.timers.now  # output progress: not idle
+            else:
+                self._write_rest(packet, n)
+            return
+        n = _write_nowait(self.fd, packet)
         if n < 0:
             if n != -_EAGAIN and n != -_EINTR:
                 self._loop.close_conn(self, unix.syscall_error("write", -n))
@@ -353,11 +363,25 @@ class Conn:
         if n:
             self._active = self._loop.timers.now  # output progress: not idle
         if n < size:
-            if type(packet) is bytes:
-                outbound.push_view(packet, n)
-            else:
-                outbound.push(memoryview(packet)[n:])
+            self._outbound.push(memoryview(packet)[n:])
             self._loop.on_outbound(self)
+
+    def _write_rest(self, packet: bytes, n: int) -> None:
+        """A direct ``write(2)`` of ``packet`` returned ``n``, not all of it: fail, or queue the rest.
+
+        ``n`` < 0 is the C call's -1 (errno says why); EAGAIN/EINTR mean
+        nothing was taken. Also the direct path in ``EventLoop._read``.
+        """
+        if n < 0:
+            err = _ffi.errno
+            if err != _EAGAIN and err != _EINTR:
+                self._loop.close_conn(self, unix.syscall_error("write", err))
+                return
+            n = 0
+        else:
+            self._active = self._loop.timers.now  # output progress: not idle
+        self._outbound.push_view(packet, n)
+        self._loop.on_outbound(self)
 
     def _writev(self, bufs: Sequence[Any]) -> None:
         """gnet: ``conn.writev``: encode each, PreWrite, one writev, buffer the remainder."""
