@@ -157,6 +157,7 @@ class EventLoop:
         self.encode = None if engine.builtin_codec else codec.encode
         self._builtin = engine.builtin_codec
         self._raw_write = self.encode is None and self.pre_write is None and self.after_write is None
+        self._no_hooks = self.pre_write is None and self.after_write is None
         #: Frames are whole reads and go out unencoded and unhooked (see _read).
         self._direct = self._builtin and self._raw_write
 
@@ -493,6 +494,8 @@ class EventLoop:
             try:
                 if self._raw_write:
                     c._write_raw(out)  # no codec encode, no write hooks: skip a layer
+                elif self._no_hooks:
+                    c._write_raw(self.encode(c, out))  # type: ignore[misc]
                 else:
                     c._write(out)
             except Exception as e:
