@@ -43,7 +43,7 @@ def aggregate(meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str
             mine = [r for r in runs if r["workload"] == w and r["peer"] == p]
             ok = [r for r in mine if "failed" not in r]
             cell: dict[str, Any] = {"workload": w, "peer": p, "runs": len(mine), "failed": len(mine) - len(ok)}
-            for key in ("throughput", "p50_us", "p99_us", "cpu_us_per_op", "accept_s", "echo_s",
+            for key in ("throughput", "p50_us", "p99_us", "cpu_us_per_op", "user_us_per_op", "accept_s", "echo_s",
                         "rss_per_conn_bytes", "steal", "foreign", "server_cpu_util", "load_cpu_util"):
                 vals = [r[key] for r in ok if r.get(key) is not None]
                 cell[key] = _median(vals)
@@ -131,10 +131,13 @@ def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[
         "CPU µs/op is the server's user+system CPU time divided by the operations it served: it stays "
         "meaningful when the load generator, not the server, is the bottleneck (compare it first). "
         f"×{base} is that value divided by {base}'s in the same workload (lower is better). "
-        "Latency is per request (http), per batch of 16 requests (http-pipe), per message (echo).",
+        "Latency is per request (http), per batch of 16 requests (http-pipe), per message (echo). "
+        "User µs/op is the part of CPU µs/op spent in user mode, i.e. in the peer's own code and its "
+        "runtime; the rest is the kernel's work for the same read/write/epoll_wait calls, which is about "
+        "the same for every peer and sets the floor that even the C server cannot go below.",
         "",
-        f"| workload | peer | ops/s | p50 | p99 | CPU µs/op | ×{base} | errors |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        f"| workload | peer | ops/s | p50 | p99 | CPU µs/op | user µs/op | ×{base} | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for c in cells:
         if c["workload"].startswith("conns"):
@@ -145,7 +148,8 @@ def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[
         out.append(
             f"| {c['workload']} | {c['peer']}{mark} | {_ops(c['throughput'])}{_range(c, 'throughput', _ops)} "
             f"| {_lat(c['p50_us'])} | {_lat(c['p99_us'])} "
-            f"| {_cpu(c['cpu_us_per_op'])}{_range(c, 'cpu_us_per_op', _cpu)} | {ratio} | {err} |"
+            f"| {_cpu(c['cpu_us_per_op'])}{_range(c, 'cpu_us_per_op', _cpu)} | {_cpu(c.get('user_us_per_op'))} "
+            f"| {ratio} | {err} |"
         )
     conns = [c for c in cells if c["workload"].startswith("conns")]
     if conns:

@@ -168,16 +168,19 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
             werr, wdetails = warm_up(w, port=port, seconds=args.warmup, cpu=args.load_cpu, binaries=binaries)
             werr, wdetails = werr + len(checks), checks + [f"warm-up: {d}" for d in wdetails]
             system.wait_cpu_settled(server.pid, limit=SETTLE_LIMIT)
-            cpu0, st0, t0 = system.proc_cpu_seconds(server.pid), system.cpu_times(), time.monotonic()
+            (u0, s0), st0, t0 = system.proc_cpu_split(server.pid), system.cpu_times(), time.monotonic()
+            cpu0 = u0 + s0
             # The load generator is our child: its CPU time arrives in RUSAGE_CHILDREN when it is reaped.
             ch0, me0 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
             res.update(run_load(w, port=port, seconds=args.duration, cpu=args.load_cpu, binaries=binaries,
                                 server_pid=server.pid))
             if server.poll() is None:
                 system.wait_cpu_settled(server.pid, limit=SETTLE_LIMIT)
-                cpu1 = system.proc_cpu_seconds(server.pid)
+                u1, s1 = system.proc_cpu_split(server.pid)
+                cpu1 = u1 + s1
             else:
-                cpu1 = cpu0  # died during the run: the CPU reading is lost (reported as an error below)
+                # Died during the run: the CPU reading is lost (reported as an error below).
+                u1, cpu1 = u0, cpu0
             st1, t1 = system.cpu_times(), time.monotonic()
             ch1, me1 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
             if werr:
@@ -188,6 +191,8 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
             # Why CPU µs per op: see bench/system.py.  ops_total includes the in-flight
             # operations answered after the timed window, which also cost server CPU.
             res["cpu_us_per_op"] = (cpu1 - cpu0) * 1e6 / res["ops_total"] if res["ops_total"] else None
+            # Of which in user mode: the peer's own code (the rest is the kernel's).
+            res["user_us_per_op"] = (u1 - u0) * 1e6 / res["ops_total"] if res["ops_total"] else None
             res["server_cpu_util"] = (cpu1 - cpu0) / (t1 - t0) if t1 > t0 else 0.0
             load_cpu_s = _cpu_s(ch1) - _cpu_s(ch0) + _cpu_s(me1) - _cpu_s(me0)  # client + this driver
             res["load_cpu_util"] = load_cpu_s / (t1 - t0) if t1 > t0 else 0.0

@@ -56,12 +56,24 @@ def proc_cpu_seconds(pid: int) -> float:
     The resolution is one clock tick (1/CLK_TCK s, usually 10 ms): fine for
     runs of seconds, which is why runs are seconds long.
     """
+    user, system = proc_cpu_split(pid)
+    return user + system
+
+
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """``(user, system)`` CPU seconds of a process (``utime``, ``stime`` of ``/proc/PID/stat``).
+
+    The split tells the peers' own code (user) from the kernel's work on
+    their behalf (system: the same read/write/epoll_wait calls for every
+    peer). The kernel attributes each tick to one or the other by where
+    the CPU was when it fired, so the split is a sample, good over seconds.
+    """
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / CLK_TCK
+    return utime / CLK_TCK, stime / CLK_TCK
 
 
 def proc_rss_kb(pid: int) -> int:
