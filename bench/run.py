@@ -161,6 +161,7 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
         server = system.spawn(peer.command(w.mode, HOST, port, binaries), cpu=args.server_cpu, cwd=REPO,
                               stdout=log, stderr=subprocess.STDOUT)
         res["server_pid"] = server.pid
+        kids: list[int] = []
         try:
             system.wait_listening(server, HOST, port, SERVER_START_LIMIT)
             # wrk only checks that responses parse; this checks their bytes and order once per run.
@@ -168,7 +169,10 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
             werr, wdetails = warm_up(w, port=port, seconds=args.warmup, cpu=args.load_cpu, binaries=binaries)
             werr, wdetails = werr + len(checks), checks + [f"warm-up: {d}" for d in wdetails]
             system.wait_cpu_settled(server.pid, limit=SETTLE_LIMIT)
-            (u0, s0), st0, t0 = system.proc_cpu_split(server.pid), system.cpu_times(), time.monotonic()
+            # The whole process tree: a server started with workers=N forks N processes.
+            kids = system.descendants(server.pid)
+            res["server_processes"] = 1 + len(kids)
+            (u0, s0), st0, t0 = system.tree_cpu_split(server.pid), system.cpu_times(), time.monotonic()
             cpu0 = u0 + s0
             # The load generator is our child: its CPU time arrives in RUSAGE_CHILDREN when it is reaped.
             ch0, me0 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
@@ -176,7 +180,7 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
                                 server_pid=server.pid))
             if server.poll() is None:
                 system.wait_cpu_settled(server.pid, limit=SETTLE_LIMIT)
-                u1, s1 = system.proc_cpu_split(server.pid)
+                u1, s1 = system.tree_cpu_split(server.pid)
                 cpu1 = u1 + s1
             else:
                 # Died during the run: the CPU reading is lost (reported as an error below).
@@ -201,9 +205,19 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
             res["steal_server_cpu"] = system.cpu_share(st0, st1, sc, "steal")
             res["steal_load_cpu"] = system.cpu_share(st0, st1, lc, "steal")
             res["steal"] = max(res["steal_server_cpu"], res["steal_load_cpu"])
-            res["foreign_server_cpu"] = max(0.0, system.cpu_share(st0, st1, sc, "task") - res["server_cpu_util"])
-            res["foreign_load_cpu"] = max(0.0, system.cpu_share(st0, st1, lc, "task") - res["load_cpu_util"])
-            res["foreign"] = max(res["foreign_server_cpu"], res["foreign_load_cpu"])
+            if sc is None:
+                # An unpinned server (bench.multicore) runs on every CPU: other processes' share
+                # is what all CPUs did minus the server and the load, in CPUs.
+                busy = sum(system.cpu_share(st0, st1, cpu, "task") for cpu in st1)
+                res["foreign"] = max(0.0, busy - res["server_cpu_util"] - res["load_cpu_util"])
+                res["steal"] = max(system.cpu_share(st0, st1, cpu, "steal") for cpu in st1)
+                # Not in "task": loopback TCP's softirq work, partly charged to the processes' stime too,
+                # which is why "foreign" is a lower bound.
+                res["irq_cpus"] = sum(system.cpu_share(st0, st1, cpu, "irq") for cpu in st1)
+            else:
+                res["foreign_server_cpu"] = max(0.0, system.cpu_share(st0, st1, sc, "task") - res["server_cpu_util"])
+                res["foreign_load_cpu"] = max(0.0, system.cpu_share(st0, st1, lc, "task") - res["load_cpu_util"])
+                res["foreign"] = max(res["foreign_server_cpu"], res["foreign_load_cpu"])
             res["irq_server_cpu"] = system.cpu_share(st0, st1, sc, "irq")
         except (LoadError, RuntimeError, OSError, ValueError, KeyError) as e:
             res["failed"] = f"{type(e).__name__}: {e}"
@@ -215,6 +229,9 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
                 res["failed"] = f"server exited during the run with status {rc}"
             elif alive and rc not in (0, -signal.SIGTERM):
                 res.setdefault("notes", []).append(f"server exit status {rc} after SIGTERM")
+            left = system.reap_leftovers(kids)
+            if left and "failed" not in res:
+                res["failed"] = f"the server left {len(left)} process(es) running after it exited: {left} (killed)"
             log.seek(0)
             text = log.read().decode(errors="replace").strip()
             if text:

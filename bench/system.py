@@ -2,7 +2,8 @@
 
 Why each reading exists:
 
-* **Server CPU time** (``utime + stime`` of ``/proc/PID/stat``, all threads):
+* **Server CPU time** (``utime + stime`` of ``/proc/PID/stat``, all threads,
+  summed over the server's worker processes if it forks any):
   on a 2-core box the load generator is often the bottleneck, so requests
   per second mostly measure the *client*.  The server's CPU seconds divided
   by the operations it served do not depend on who was the bottleneck: a
@@ -74,6 +75,52 @@ def proc_cpu_split(pid: int) -> tuple[float, float]:
     fields = data[data.rindex(b")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return utime / CLK_TCK, stime / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """The children of ``pid``, their children, and so on (``/proc/PID/task/TID/children``)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # gone meanwhile
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """``(user, system)`` CPU seconds of ``pid`` and all its descendants (``serve(..., workers=N)``).
+
+    Each process counts its own time plus ``cutime``/``cstime``, the time of
+    children it has already reaped, so the sum does not drop when a worker
+    exits between two readings. For a single process it is
+    :func:`proc_cpu_split` (a server without children has no reaped time).
+    """
+    user = system = 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            if p == pid:
+                raise
+            continue  # a descendant reaped since the listing: its time is in its parent's cutime now
+        fields = data[data.rindex(b")") + 2 :].split()
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5)
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        user += (utime + cutime) / CLK_TCK
+        system += (stime + cstime) / CLK_TCK
+    return user, system
 
 
 def proc_rss_kb(pid: int) -> int:
@@ -270,6 +317,36 @@ def _killpg(p: subprocess.Popen[bytes]) -> None:
         p.kill()
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+def reap_leftovers(pids: Sequence[int], wait: float = 2.0) -> list[int]:
+    """After a server stopped: which of its former descendants ``pids`` still run after ``wait`` s.
+
+    A server with worker processes must not leave any behind; those that
+    remain are SIGKILLed (they are no children of ours, so the pid could be
+    reused only after they are gone, and they are checked just before).
+    """
+    deadline = time.monotonic() + wait
+    left = [p for p in pids if _running(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if _running(p)]
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
 def kill_all() -> None:
     """Last resort at exit: SIGKILL every process this suite started that is still tracked."""
     for p in list(_live):
@@ -306,12 +383,13 @@ def wait_cpu_settled(pid: int, quiet: float = 0.1, limit: float = 2.0) -> None:
 
     After the load generator exits, the server may still be working through
     what was in flight and closing connections; that work belongs to the run.
+    The server's worker processes, if any, count too (:func:`tree_cpu_split`).
     """
     deadline = time.monotonic() + limit
-    last = proc_cpu_seconds(pid)
+    last = sum(tree_cpu_split(pid))
     while time.monotonic() < deadline:
         time.sleep(quiet)
-        now = proc_cpu_seconds(pid)
+        now = sum(tree_cpu_split(pid))
         if now == last:
             return
         last = now

@@ -1,0 +1,266 @@
+"""Multi-core: one process with 1 or 2 event loops, or 2 worker processes? ``python -m bench.multicore``
+
+The seed HTTP server (``python -m reactor.examples.http``) in these
+configurations, each under the suite's wrk workloads (``http``: 64
+connections, one request at a time; ``http-pipe``: 16 pipelined requests per
+write):
+
+==============  ==========================================================================
+configuration   what runs
+==============  ==========================================================================
+1p-1loop        1 process, 1 loop: reactor's default (main reactor: an accepting thread + 1 loop)
+1p-1loop-rp     1 process, 1 loop, ``reuse_port=True`` (the loop accepts itself): what each worker runs
+1p-2loops       1 process, 2 loops, main reactor (``num_event_loop=2``)
+1p-2loops-rp    1 process, 2 loops, ``reuse_port=True``: one listener per loop
+2w-1loop        ``workers=2``: 2 processes x 1 loop, one SO_REUSEPORT listener each
+uvloop          the suite's uvloop peer (asyncio Protocol, same HTTP code), 1 process, for reference
+==============  ==========================================================================
+
+How it differs from ``python -m bench``: the *server is not pinned* -- a
+one-core pin would make "2 workers" meaningless -- so its threads and
+processes may run on every CPU, while wrk (``-t1``) stays pinned to the load
+CPU. On a 2-CPU machine wrk therefore competes with the server for one of the
+two CPUs: the server gets one CPU for itself and whatever wrk leaves of the
+other. That is the point of the two workloads: plain ``http`` costs wrk about
+as much CPU per request as the server, so wrk is the limit; ``http-pipe``
+costs wrk little per request, so the server is. Server CPU is summed over the
+whole process tree (parent and workers: ``bench.system.tree_cpu_split``);
+"server CPUs" is that CPU time divided by the run's wall time, i.e. how many
+CPUs the server kept busy. Other processes' CPU use ("foreign", in CPUs) is
+what all CPUs did in the run minus the server and the load generator.
+
+Everything else is the suite's, reused as it is: a run is
+:func:`bench.run.run_once` (start, wait until listening, byte-exact HTTP
+check, warm-up, measured wrk run, stop -- and, new there, a check that no
+worker process outlives the server), repeated by :func:`bench.run.run_cell`
+when steal or foreign load is over its threshold; rounds interleave the
+configurations; each cell is the median over rounds
+(:func:`bench.report.aggregate`).
+
+Writes ``multicore.json`` (every run) and ``multicore.md`` (the table) to
+``--out`` (default docs/benchmarks/); docs/multicore.md discusses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+if __package__ in (None, ""):  # run as a script: python bench/multicore.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import report, run, system
+from bench.peers import Peer, all_peers
+from bench.workloads import WORKLOADS
+
+REPO = Path(__file__).resolve().parent.parent
+#: The reference the "×1p-1loop" columns divide by.
+REFERENCE = "1p-1loop"
+
+
+def _http(*extra: str) -> Callable[[str, str, int, dict[str, Path]], list[str]]:
+    def command(mode: str, host: str, port: int, binaries: dict[str, Path]) -> list[str]:
+        if mode != "http":
+            raise ValueError(f"bench.multicore runs the HTTP example only, not {mode!r}")
+        return [sys.executable, "-m", "reactor.examples.http", "--host", host, "--port", str(port), "--quiet",
+                *extra]
+
+    return command
+
+
+def configs() -> dict[str, Peer]:
+    """Every configuration, in the order they run within a round."""
+    uvloop = all_peers()["uvloop"]
+    items = [
+        Peer("1p-1loop", "1 process x 1 loop, main reactor (reactor's default: an accepting thread + 1 loop)",
+             _http("--loops", "1")),
+        Peer("1p-1loop-rp", "1 process x 1 loop, reuse_port=True (the loop accepts itself; what each worker runs)",
+             _http("--loops", "1", "--reuse-port")),
+        Peer("1p-2loops", "1 process x 2 loops, main reactor (num_event_loop=2)", _http("--loops", "2")),
+        Peer("1p-2loops-rp", "1 process x 2 loops, reuse_port=True (one listener per loop)",
+             _http("--loops", "2", "--reuse-port")),
+        Peer("2w-1loop", "workers=2: 2 processes x 1 loop, one SO_REUSEPORT listener each", _http("--workers", "2")),
+        Peer("uvloop", "uvloop, 1 process (bench/servers/asyncio_server.py, the same HTTP code), for reference",
+             uvloop.command, unavailable=uvloop.unavailable),
+    ]
+    return {c.name: c for c in items}
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    known = configs()
+    p = argparse.ArgumentParser(
+        prog="python -m bench.multicore",
+        description="reactor's HTTP example: 1 process with 1 or 2 loops vs 2 worker processes (server unpinned).",
+        epilog="See docs/multicore.md for the results and how to read them.",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds; every cell is the median over them (default 3)")
+    p.add_argument("--duration", type=int, default=5, help="seconds of wrk load per run (default 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run (default 1)")
+    p.add_argument("--workloads", default="http,http-pipe", help="comma-separated: http, http-pipe (default both)")
+    p.add_argument("--configs", help=f"comma-separated subset of: {','.join(known)} (default: all)")
+    p.add_argument("--load-cpu", type=int, default=1,
+                   help="CPU wrk is pinned to (default 1; -1: unpinned too). The server is never pinned.")
+    p.add_argument("--max-steal", type=float, default=0.10,
+                   help="repeat a run that lost more than this fraction of a CPU to steal (default 0.10)")
+    p.add_argument("--max-foreign", type=float, default=0.15,
+                   help="repeat a run in which other processes used more than this many CPUs (default 0.15)")
+    p.add_argument("--retries", type=int, default=2, help="repeats of a disturbed run at most (default 2)")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks",
+                   help="directory for multicore.json and multicore.md (default docs/benchmarks)")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.duration < 1 or args.retries < 0:
+        p.error("--rounds and --duration must be >= 1, --retries >= 0")
+    args.workload_list = run._pick(p, args.workloads, ["http", "http-pipe"], "workload")
+    args.config_list = run._pick(p, args.configs, list(known), "configuration")
+    args.server_cpu = None  # run_once's spawn leaves the affinity alone: every CPU
+    if args.load_cpu < 0:
+        args.load_cpu = None
+    elif args.load_cpu not in os.sched_getaffinity(0):
+        p.error(f"--load-cpu {args.load_cpu} is not one of this process's CPUs {sorted(os.sched_getaffinity(0))}")
+    return args
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+
+def markdown(meta: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """The results as Markdown: one table, then what it was measured on and how."""
+    out = [
+        "# Multi-core: loops or workers (measured)",
+        "",
+        f"Generated by `{meta['command']}` on {meta['started']} ({meta['wall_s'] / 60:.1f} min). "
+        "What it means: [../multicore.md](../multicore.md).",
+        "",
+        "| workload | configuration | req/s | ×1p-1loop | p50 | p99 | server CPU µs/req | user µs/req "
+        "| server CPUs | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    ref = {c["workload"]: c for c in cells if c["peer"] == REFERENCE}
+    for c in cells:
+        r = ref.get(c["workload"])
+        speedup = f"{c['throughput'] / r['throughput']:.2f}" if r and r["throughput"] and c["throughput"] else "–"
+        err = str(c["errors"]) + (f" + {c['failed']} failed run(s)" if c["failed"] else "")
+        mark = " †" if c["disturbed"] else ""
+        out.append(
+            f"| {c['workload']} | {c['peer']}{mark} | {report._ops(c['throughput'])}"
+            f"{report._range(c, 'throughput', report._ops)} | {speedup} | {report._lat(c['p50_us'])} "
+            f"| {report._lat(c['p99_us'])} | {report._cpu(c['cpu_us_per_op'])}"
+            f"{report._range(c, 'cpu_us_per_op', report._cpu)} | {report._cpu(c.get('user_us_per_op'))} "
+            f"| {report._n(c.get('server_cpu_util'), 2)} | {err} |"
+        )
+    load = "unpinned" if meta["load_cpu"] is None else f"pinned to CPU {meta['load_cpu']}"
+    out += [
+        "",
+        f"Each cell: median of {meta['rounds']} run(s) of {meta['duration_s']} s after {meta['warmup_s']:g} s of "
+        "warm-up (min–max in parentheses), configurations interleaved within each round. The server is "
+        f"unpinned (all {meta['machine'].get('cpus_online', '?')} CPUs); wrk runs with one thread, {load}. "
+        "Server CPU is summed over the parent and its workers. Server CPUs: server CPU time / wall time. "
+        f"Runs with more than {meta['max_steal']:.0%} steal or {meta['max_foreign']:.2f} CPUs of foreign load "
+        f"were repeated up to {meta['retries']} times; † marks a cell that kept such a run.",
+        "",
+        "| machine | |",
+        "|---|---|",
+    ]
+    out += [f"| {k} | {v} |" for k, v in meta["machine"].items()]
+    if meta.get("runs_summary"):
+        out += ["", *meta["runs_summary"]]
+    bad = [f"- round {r.get('round')}, {r['workload']}, {r['peer']}: {r.get('failed') or r.get('error_details')}"
+           for r in meta.get("bad_runs", [])]
+    if bad:
+        out += ["", "Errors:", "", *bad]
+    out.append("")
+    return "\n".join(out)
+
+
+def write(out: Path, meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[Path]:
+    """multicore.json (every run) and multicore.md (the table) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    cells = report.aggregate(meta, runs)
+    ok = [r for r in runs if "failed" not in r]
+    if ok:
+        meta["runs_summary"] = [
+            f"Noise: {len(runs)} runs, {sum(1 for r in runs if r.get('attempts', 1) > 1)} repeated; foreign load "
+            f"per kept run median {sorted(r.get('foreign', 0.0) for r in ok)[len(ok) // 2]:.2f} CPUs, max "
+            f"{max(r.get('foreign', 0.0) for r in ok):.2f}; steal max {max(r.get('steal', 0.0) for r in ok):.1%}."
+        ]
+    meta["bad_runs"] = [{k: r.get(k) for k in ("round", "workload", "peer", "failed", "error_details")}
+                        for r in runs if "failed" in r or r.get("errors")]
+    paths = [out / "multicore.json", out / "multicore.md"]
+    paths[0].write_text(json.dumps({"meta": meta, "cells": cells, "runs": runs}, indent=1) + "\n")
+    paths[1].write_text(markdown(meta, cells))
+    return paths
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, run._raise_interrupt)  # a kill of the run still stops its servers
+    known = configs()
+    skipped = {}
+    chosen = []
+    for name in args.config_list:
+        if known[name].unavailable:
+            skipped[name] = known[name].unavailable
+            run._say(f"bench.multicore: skipping {name}: {known[name].unavailable}")
+        else:
+            chosen.append(known[name])
+    workloads = [WORKLOADS[n] for n in args.workload_list]
+    plan = [(r, w, c) for r in range(args.rounds) for w in workloads for c in chosen]
+    typical = sum(run._estimate(w, args)[0] for _, w, _ in plan)
+    run._say(f"bench.multicore: {len(plan)} runs ({args.rounds} round(s) x {len(workloads)} workload(s) x "
+             f"{len(chosen)} configuration(s)), {args.duration} s each; expected {run._fmt_secs(typical)}; "
+             f"server unpinned, wrk {'unpinned' if args.load_cpu is None else f'on CPU {args.load_cpu}'}")
+    machine = system.machine_info(REPO)
+    started = time.time()
+    retry_until = time.monotonic() + 2 * typical
+    runs: list[dict[str, Any]] = []
+    try:
+        for i, (r, w, c) in enumerate(plan, 1):
+            label = f"[{i:>{len(str(len(plan)))}}/{len(plan)} round {r + 1}/{args.rounds}] {w.name:<9} {c.name:<12}"
+            run._say(label + " ...", end=" ")
+            res = run.run_cell(c, w, args, {}, label, retry_until)
+            res["round"] = r + 1
+            runs.append(res)
+            extra = f", {res['server_cpu_util']:.2f} CPUs" if "server_cpu_util" in res else ""
+            run._say(run._progress_result(res) + extra)
+    except KeyboardInterrupt:
+        run._say("\nbench.multicore: interrupted; servers stopped")
+        return 130
+    finally:
+        system.kill_all()
+    meta = {
+        "command": " ".join(["python -m bench.multicore", *(argv if argv is not None else sys.argv[1:])]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "wall_s": time.time() - started,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "server_cpu": None,
+        "load_cpu": args.load_cpu,
+        "max_steal": args.max_steal,
+        "max_foreign": args.max_foreign,
+        "retries": args.retries,
+        "peers": [c.name for c in chosen],
+        "peer_descriptions": {c.name: c.description for c in chosen},
+        "skipped_peers": skipped,
+        "workloads": [w.name for w in workloads],
+        "workload_descriptions": {w.name: w.description for w in workloads},
+        "machine": machine,
+    }
+    paths = write(args.out, meta, runs)
+    run._say(f"bench.multicore: done in {run._fmt_secs(meta['wall_s'])}; wrote " + ", ".join(map(str, paths)))
+    print(paths[1].read_text())
+    failed = sum(1 for r in runs if "failed" in r or r.get("errors"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""A ``serve(..., workers=N)`` program for tests/test_workers.py, run as a subprocess.
+
+    python tests/workers_server.py ADDR --workers N [--loops L] [--signals stop|none]
+        [--init-shutdown K] [--init-raise K] [--tick-shutdown K] [--nest-signal K] [--in-thread]
+
+The test suite never forks its own process: this script is the parent that
+forks the workers. It reports on stdout, one JSON object per line (flushed):
+
+* ``{"ev": "parent", "pid": ...}`` before ``serve``;
+* from each worker: ``{"ev": "init", "pid", "ppid", "worker_id", "workers",
+  "addr", "reuse_port", "loops"}`` in ``on_init_complete`` and
+  ``{"ev": "shutdown", "pid", "worker_id"}`` in ``on_shutdown``;
+* from the parent: ``{"ev": "stop_returned"}`` after ``reactor.stop(ADDR)``
+  (asked for by the line ``stop`` on stdin, from a thread), then
+  ``{"ev": "returned", "children": [...]}`` when ``serve`` returned (exit 0),
+  or ``{"ev": "raised", "type", "module", "errno", "msg", "children"}`` when
+  it raised (exit 3). ``children`` lists the pids the parent still has as
+  children at that point: none, if every worker was reaped.
+
+What the workers do with traffic (TCP connections or UDP datagrams): the
+payload ``shutdown`` returns ``Action.SHUTDOWN``; ``exit N`` calls
+``os._exit(N)``; anything else is answered with ``"<pid> <worker_id>\\n"``.
+
+``--signals stop`` (the default) installs SIGTERM and SIGINT handlers in the
+parent that call ``reactor.stop(ADDR)``, as the examples do; ``none`` leaves
+Python's defaults (SIGTERM kills the parent, SIGINT raises KeyboardInterrupt).
+``--init-shutdown K`` / ``--init-raise K``: worker K's ``on_init_complete``
+returns SHUTDOWN / raises :class:`InitFailed`. ``--tick-shutdown K``: worker
+K's ``tick`` returns SHUTDOWN 0.3 s after it started. ``--in-thread``: ``serve``
+runs on a thread of the parent (the main thread waits for it).
+``--nest-signal K``: worker K gets a second SIGTERM while its stop handler
+holds a lock (see :func:`nest_a_signal_in_the_stop_handler`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from typing import Any, Optional
+
+import reactor
+from reactor import Action
+
+
+class InitFailed(RuntimeError):
+    """What ``--init-raise`` raises; the parent must re-raise this very type."""
+
+
+def emit(**event: Any) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def children() -> list[int]:
+    """This process's live (or unreaped) children, from /proc."""
+    pids: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return sorted(pids)
+
+
+def nest_a_signal_in_the_stop_handler() -> None:
+    """Make a second SIGTERM arrive while the worker's stop handler holds a ``threading.Event``'s lock.
+
+    What Ctrl-C in a terminal does by chance: SIGINT reaches every worker, and
+    the parent's SIGTERM follows within a millisecond; if it lands while the
+    first handler is inside ``Event.set()``, Python runs the second handler
+    right there (signal handlers nest). Forced here, once, for determinism:
+    ``Condition.notify_all`` (which ``Event.set`` calls with the lock held)
+    sends the SIGTERM when it is called from reactor's worker signal handler.
+    """
+    original = threading.Condition.notify_all
+    fired: list[bool] = []
+
+    def notify_all(self: threading.Condition) -> None:
+        if not fired:
+            frame: Optional[types.FrameType] = sys._getframe(1)
+            while frame is not None and frame.f_code.co_name != "on_stop_signal":
+                frame = frame.f_back
+            if frame is not None:
+                fired.append(True)
+                # To this thread (the main thread: Python runs handlers there), so that the
+                # signal is pending before the next line; os.kill might pick a loop thread.
+                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        original(self)
+
+    threading.Condition.notify_all = notify_all  # type: ignore[method-assign]
+
+
+class Handler(reactor.EventServer):
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.server: Optional[reactor.Server] = None
+        self.started = 0.0
+
+    def on_init_complete(self, server: reactor.Server) -> Action:
+        self.server = server
+        self.started = time.monotonic()
+        if server.worker_id == self.args.nest_signal:
+            nest_a_signal_in_the_stop_handler()  # before "init": the test may signal at once
+        addr = server.addr
+        emit(ev="init", pid=os.getpid(), ppid=os.getppid(), worker_id=server.worker_id, workers=server.workers,
+             addr=list(addr) if isinstance(addr, tuple) else addr, reuse_port=server.reuse_port,
+             loops=server.num_event_loop)
+        if server.worker_id == self.args.init_raise:
+            raise InitFailed(f"worker {server.worker_id} refuses to start")
+        if server.worker_id == self.args.init_shutdown:
+            return Action.SHUTDOWN
+        return Action.NONE
+
+    def on_shutdown(self, server: reactor.Server) -> None:
+        emit(ev="shutdown", pid=os.getpid(), worker_id=server.worker_id)
+
+    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+        data = (frame or b"").strip()
+        if data == b"shutdown":
+            return None, Action.SHUTDOWN
+        if data.startswith(b"exit "):
+            sys.stdout.flush()
+            os._exit(int(data.split()[1]))
+        assert self.server is not None
+        return f"{os.getpid()} {self.server.worker_id}\n".encode(), Action.NONE
+
+    def tick(self) -> tuple[float, Action]:
+        assert self.server is not None
+        if self.server.worker_id == self.args.tick_shutdown and time.monotonic() - self.started > 0.3:
+            return 0.0, Action.SHUTDOWN
+        return 0.05, Action.NONE
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("addr")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--loops", type=int, default=1)
+    p.add_argument("--signals", choices=("stop", "none"), default="stop")
+    p.add_argument("--init-shutdown", type=int, default=-1)
+    p.add_argument("--init-raise", type=int, default=-1)
+    p.add_argument("--tick-shutdown", type=int, default=-1)
+    p.add_argument("--nest-signal", type=int, default=-1)
+    p.add_argument("--in-thread", action="store_true", help="call serve() on a thread, not the main thread")
+    args = p.parse_args()
+
+    if args.signals == "stop":
+        def on_signal(signum: int, frame: object) -> None:
+            try:
+                reactor.stop(args.addr)
+            except reactor.ServerInShutdownError:
+                pass
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    stop_asked, stop_reported = threading.Event(), threading.Event()
+
+    def read_commands() -> None:
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                stop_asked.set()
+                try:
+                    reactor.stop(args.addr, timeout=20)
+                except BaseException as e:  # reported, the test decides
+                    emit(ev="stop_error", type=type(e).__name__, msg=str(e))
+                else:
+                    emit(ev="stop_returned")
+                stop_reported.set()
+
+    threading.Thread(target=read_commands, name="commands", daemon=True).start()
+    emit(ev="parent", pid=os.getpid())
+
+    def run() -> None:
+        reactor.serve(Handler(args), args.addr, workers=args.workers, num_event_loop=args.loops,
+                      ticker=args.tick_shutdown >= 0)
+
+    try:
+        if args.in_thread:
+            failure: list[BaseException] = []
+
+            def target() -> None:
+                try:
+                    run()
+                except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
+                    failure.append(e)
+
+            t = threading.Thread(target=target, name="serve")
+            t.start()
+            while t.is_alive():
+                t.join(0.05)  # a bounded join: signal handlers run on the main thread meanwhile
+            if failure:
+                raise failure[0]
+        else:
+            run()
+    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt included: the test wants to know
+        emit(ev="raised", type=type(e).__name__, module=type(e).__module__, errno=getattr(e, "errno", None),
+             msg=str(e), children=children())
+        return 3
+    if stop_asked.is_set():
+        stop_reported.wait(20)  # serve() may return before reactor.stop() does: report both
+    emit(ev="returned", children=children())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
