@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import reactor
+
 from reactor.examples.http import MAX_BODY, MAX_HEADER, HTTPCodec, HTTPServer, parse_requests
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -218,3 +220,20 @@ def test_example_process_exits_0_on_sigint(inherited: str) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.mark.timeout(20)  # without the fix serve() never returns
+def test_example_honours_a_stop_asked_for_before_its_server_existed(capsys) -> None:  # type: ignore[no-untyped-def]
+    """A SIGTERM that reaches the example after run_example installed its handlers but before
+    on_init_complete (or, with --workers, before the parent registered the address) found
+    nothing to stop and was lost: the process served on. The handlers now also set
+    ``stop_requested``, which on_init_complete turns into Action.SHUTDOWN (forked workers
+    inherit it). The window is well under a millisecond, so this drives that state directly.
+    """
+    handler = HTTPServer()
+    handler.stop_requested = True  # what the signal handler does when handler.server is None
+    started = time.monotonic()
+    reactor.serve(handler, "tcp://127.0.0.1:0", codec=HTTPCodec())
+    assert time.monotonic() - started < 5
+    assert handler.server is not None  # set before the check, so a later signal can stop it
+    assert "listening" not in capsys.readouterr().err  # it never announced itself as serving

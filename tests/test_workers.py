@@ -562,10 +562,8 @@ def test_http_example_with_two_workers(tmp_path: Path, sig: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# known bugs
+# bugs found by these tests (fixed; kept as regressions)
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="BUG: spawn() does not flush sys.stdout/sys.stderr before fork(); "
-                                       "each worker flushes a copy of the parent's unwritten output on exit")
 def test_output_buffered_before_serve_is_written_once(tmp_path: Path) -> None:
     program = (
         "import reactor, sys\n"
@@ -583,16 +581,15 @@ def test_output_buffered_before_serve_is_written_once(tmp_path: Path) -> None:
     assert result.stdout == "printed before serve\nserve returned\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the worker's SIGTERM/SIGINT handler (workers._child_main.on_stop_signal) "
-                                       "calls threading.Event.set(); a second signal arriving while it holds the "
-                                       "Event's lock (Ctrl-C: the tty's SIGINT, then the parent's SIGTERM) runs the "
-                                       "handler again inside it, and the inner set() waits forever for that lock")
 def test_a_signal_nested_in_the_workers_stop_handler_does_not_hang_it(tmp_path: Path) -> None:
-    """Seen unforced: Ctrl-C (SIGINT to the process group) 1 run in ~80 left a worker hung in
-    ``stopping.set()`` under a nested ``on_stop_signal`` until the parent SIGKILLed it after
-    STOP_GRACE (10 s), without its on_shutdown. Here the second signal is made to arrive inside
-    ``Event.set()`` (see workers_server.nest_a_signal_in_the_stop_handler), so the outcome is certain:
-    with the bug the worker never exits, and nothing stops the group."""
+    """Seen unforced with the first version: Ctrl-C (SIGINT to the process group) 1 run in ~80 left
+    a worker hung in ``threading.Event.set()`` under a nested ``on_stop_signal`` until the parent
+    SIGKILLed it after STOP_GRACE (10 s), without its on_shutdown. (Shown then with certainty by
+    making ``Condition.notify_all`` send the second signal, i.e. inside ``Event.set`` with its
+    lock held.) The handler now takes no lock at all, so that injection point is gone; this
+    makes the second signal pending at the handler's first lock operation instead (see
+    workers_server.nest_a_signal_in_the_stop_handler) and checks that the worker and the group
+    still stop cleanly."""
     with workers_server(tmp_path, f"tcp://{HOST}:0", "--workers", "2", "--nest-signal", "1") as g:
         inits = g.inits(2)
         os.kill(inits[1]["pid"], signal.SIGINT)
@@ -600,3 +597,4 @@ def test_a_signal_nested_in_the_workers_stop_handler_does_not_hang_it(tmp_path: 
         g.wait_for(lambda ev: bool(by_kind(ev, "returned") + by_kind(ev, "raised")), timeout=3.0,
                    what="the group's end after a worker's graceful stop")
         assert_group_stopped(g, inits)
+        assert by_kind(g.events, "nested-signal-sent"), "the nested signal was never sent: nothing was tested"

@@ -70,31 +70,49 @@ def children() -> list[int]:
 
 
 def nest_a_signal_in_the_stop_handler() -> None:
-    """Make a second SIGTERM arrive while the worker's stop handler holds a ``threading.Event``'s lock.
+    """Make a second SIGTERM arrive while the worker's stop handler is inside a lock operation.
 
     What Ctrl-C in a terminal does by chance: SIGINT reaches every worker, and
     the parent's SIGTERM follows within a millisecond; if it lands while the
-    first handler is inside ``Event.set()``, Python runs the second handler
-    right there (signal handlers nest). Forced here, once, for determinism:
-    ``Condition.notify_all`` (which ``Event.set`` calls with the lock held)
-    sends the SIGTERM when it is called from reactor's worker signal handler.
+    first handler runs, Python runs the second handler right there (signal
+    handlers nest). A handler that *waits* for a lock then waits forever for
+    the one its own outer call holds (``threading.Event.set``, as the first
+    version did). Forced here, once, for determinism: a profile hook makes
+    SIGTERM pending at the first lock operation (``__enter__``/``acquire``/
+    ``release``) made inside reactor's worker signal handler, so the nested
+    handler runs right after it returns. The hook is installed only while
+    that handler runs (a wrapper around it): a signal that arrived while a
+    profile function was running would run its handler untraced.
     """
-    original = threading.Condition.notify_all
     fired: list[bool] = []
 
-    def notify_all(self: threading.Condition) -> None:
-        if not fired:
-            frame: Optional[types.FrameType] = sys._getframe(1)
-            while frame is not None and frame.f_code.co_name != "on_stop_signal":
-                frame = frame.f_back
-            if frame is not None:
-                fired.append(True)
-                # To this thread (the main thread: Python runs handlers there), so that the
-                # signal is pending before the next line; os.kill might pick a loop thread.
-                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-        original(self)
+    def profile(frame: types.FrameType, event: str, arg: Any) -> None:
+        if fired or event != "c_call" or getattr(arg, "__name__", "") not in ("__enter__", "acquire", "release"):
+            return
+        f: Optional[types.FrameType] = frame
+        while f is not None and f.f_code.co_name != "on_stop_signal":
+            f = f.f_back
+        if f is not None:
+            fired.append(True)
+            emit(ev="nested-signal-sent", pid=os.getpid(), inside=arg.__name__)
+            # To this thread (Python runs handlers on the main thread); os.kill might pick a
+            # loop thread. The last thing done here: any Python call after it would run the
+            # nested handler *before* the lock operation. It runs at the next check instead,
+            # once the C call has returned (the profile hook's c_return call is the first).
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
 
-    threading.Condition.notify_all = notify_all  # type: ignore[method-assign]
+    stop_handler = signal.getsignal(signal.SIGTERM)  # reactor's on_stop_signal, installed after fork
+    assert callable(stop_handler) and getattr(stop_handler, "__name__", "") == "on_stop_signal", stop_handler
+
+    def traced_stop_handler(signum: int, frame: Optional[types.FrameType]) -> None:
+        sys.setprofile(profile)
+        try:
+            stop_handler(signum, frame)
+        finally:
+            sys.setprofile(None)
+
+    signal.signal(signal.SIGTERM, traced_stop_handler)
+    signal.signal(signal.SIGINT, traced_stop_handler)
 
 
 class Handler(reactor.EventServer):

@@ -13,7 +13,8 @@ ended, and every fd they opened is closed, before ``serve`` returns.
 
 Deliberate differences from gnet v1 (docs/gnet-mapping.md lists them):
 
-* The shutdown signal is a ``threading.Event`` (gnet: a one-shot condition
+* The shutdown signal is a flag plus a lock released once to wake the
+  waiter, which signal handlers can use safely (gnet: a one-shot condition
   variable whose signal is lost if a loop exits before ``stop`` waits, #8).
 * ``on_shutdown`` runs after every loop has stopped and every connection got
   ``on_closed`` (gnet calls it before telling the loops to stop, #9).
@@ -194,7 +195,17 @@ class Engine:
         self.main_loop: EventLoop | None = None
         self.listeners: list[Listener] = []
         self.threads: list[threading.Thread] = []
-        self._shutdown = threading.Event()
+        # Shutdown is asked for from anywhere, signal handlers included, so
+        # asking takes no lock that anyone waits for: a handler that waited
+        # for a lock deadlocks when it interrupts the lock's holder on the
+        # same thread (the main thread inside Event.wait, or a first handler
+        # inside Event.set when a second signal arrives: Ctrl-C to a group).
+        # A flag, plus a plain Lock held from the start and *released* to
+        # wake the waiter: Lock.release never blocks, and a second release
+        # raises instead of waiting.
+        self._shutdown_requested = False
+        self._stop_gate = threading.Lock()
+        self._stop_gate.acquire()
         self._done = threading.Event()
         self._ticker_cancel = threading.Event()
         self._ticker_thread: threading.Thread | None = None
@@ -204,7 +215,12 @@ class Engine:
 
     # --- shutdown signalling (gnet: signalShutdown / waitForShutdown) --------------------------
     def signal_shutdown(self) -> None:
-        self._shutdown.set()
+        """Ask the server to stop; returns at once. Safe from any thread and from signal handlers."""
+        self._shutdown_requested = True
+        try:
+            self._stop_gate.release()
+        except RuntimeError:
+            pass  # released already: asked before
 
     def is_in_shutdown(self) -> bool:
         """True once the whole stop sequence has finished (gnet: ``isInShutdown``)."""
@@ -377,8 +393,9 @@ class Engine:
     def stop(self, s: Server) -> None:
         """Wait for the shutdown signal, then stop and release everything, in order."""
         try:
-            while not self._shutdown.wait(0.5):
-                pass
+            # Lock.acquire is interruptible: signal handlers run while waiting
+            # here (and may release the gate themselves).
+            self._stop_gate.acquire()
         finally:
             # Even on KeyboardInterrupt in the wait: never return with threads alive.
             self._stop_loops()
@@ -606,9 +623,11 @@ def stop(proto_addr: str, timeout: Optional[float] = None) -> None:
     :raises reactor.ServerInShutdownError: no running server has that address.
     :raises TimeoutError: it did not finish stopping within ``timeout``.
     """
-    with _servers_lock:
-        engine = _servers.get(proto_addr)
-    if engine is None or engine._shutdown.is_set():
+    # No lock for the lookup (one dict read is atomic under the GIL): stop()
+    # is called from signal handlers, which must not wait for a lock their
+    # own thread may hold (see Engine.signal_shutdown).
+    engine = _servers.get(proto_addr)
+    if engine is None or engine._shutdown_requested:
         raise ServerInShutdownError(f"no running server on {proto_addr!r}")
     engine.signal_shutdown()
     if engine.owns_current_thread():

@@ -84,18 +84,26 @@ class Supervisor:
         self.logger = logger
         self.workers: list[_Worker] = []
         self._stop_fd = unix.eventfd()
-        self._shutdown = threading.Event()
+        # As Engine's: asking to stop takes no lock that anyone waits for, so
+        # that signal handlers may ask (see Engine.signal_shutdown). The
+        # eventfd wakes supervise(); _fd_lock, only ever *tried*, keeps a
+        # write from landing on the eventfd's number after stop_all closed it.
+        self._shutdown_requested = False
+        self._fd_lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.current_thread()
 
     # The three methods reactor.stop() uses on an Engine.
     def signal_shutdown(self) -> None:
         """Ask every worker to stop; returns at once (safe from any thread and from signal handlers)."""
-        self._shutdown.set()
-        try:
-            unix.eventfd_write(self._stop_fd)
-        except OSError:
-            pass  # closed: the supervisor has already finished
+        self._shutdown_requested = True
+        if self._fd_lock.acquire(blocking=False):
+            # Not acquired: stop_all holds it, so the workers are being stopped anyway.
+            try:
+                if self._stop_fd >= 0:
+                    unix.eventfd_write(self._stop_fd)
+            finally:
+                self._fd_lock.release()
 
     def owns_current_thread(self) -> bool:
         # reactor.stop() from a signal handler runs on the supervising thread:
@@ -103,13 +111,17 @@ class Supervisor:
         return threading.current_thread() is self._thread
 
     def is_in_shutdown(self) -> bool:
-        return self._shutdown.is_set()
+        return self._done.is_set()
 
     # --- starting ---------------------------------------------------------------------------------------
     def spawn(self, worker_id: int, child: Callable[[int], None]) -> _Worker:
         """Fork one worker that runs ``child(report_fd)`` and never returns into the caller."""
         r, w = os.pipe()  # both O_CLOEXEC: nothing exec'ed later inherits them
         parent_pid = os.getpid()
+        # Output still in Python's buffers would be copied into the worker
+        # and written once more by each worker when it flushes at exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -169,7 +181,7 @@ class Supervisor:
                 # A pidfd is readable once its process has exited.
                 unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, w.pidfd, unix.EPOLLIN)
             events = unix.EpollEvents(len(self.workers) + 1)
-            while not self._shutdown.is_set():
+            while not self._shutdown_requested:
                 ready = unix.epoll_wait(epfd, events, -1)
                 if any(fd != self._stop_fd for fd, _ in ready):
                     break  # one worker ended: the others follow (they live and die together)
@@ -178,7 +190,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         """SIGTERM every live worker, SIGKILL after STOP_GRACE, reap all; close what the parent holds."""
-        self._shutdown.set()
+        self._shutdown_requested = True
         for w in self.workers:
             if w.status is None:
                 w.sent = signal.SIGTERM
@@ -202,7 +214,9 @@ class Supervisor:
             os.close(w.pidfd)
             os.close(w.report_fd)
         self.workers.clear()
-        unix.close(self._stop_fd)
+        with self._fd_lock:
+            fd, self._stop_fd = self._stop_fd, -1
+        unix.close(fd)
         self._done.set()
 
     def raise_failure(self, workers: list[_Worker]) -> None:
@@ -212,8 +226,13 @@ class Supervisor:
                 raise w.error
         for w in workers:
             assert w.status is not None
+            if w.sent == signal.SIGKILL:
+                raise WorkerError(
+                    f"reactor worker {w.worker_id} (pid {w.pid}) did not stop within {STOP_GRACE:.0f} s "
+                    "of SIGTERM and was killed"
+                )
             if os.WIFSIGNALED(w.status) and os.WTERMSIG(w.status) == w.sent:
-                continue  # ended by the signal we sent to stop it
+                continue  # ended by the SIGTERM we sent to stop it (before its handler was installed)
             code = os.waitstatus_to_exitcode(w.status)
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
@@ -287,11 +306,13 @@ def _read_report(w: _Worker, deadline: float) -> Optional[tuple[str, Any]]:
 
 def _child_main(serve_one: Callable[..., None], proto_addr: str, worker_id: int, report_fd: int) -> None:
     """Run in a freshly forked worker: serve until stopped, reporting readiness or failure to the parent."""
-    stopping = threading.Event()
+    # Plain lists, no threading.Event: a handler must take no lock (a second
+    # signal can arrive while the first handler runs; see Engine.signal_shutdown).
+    stopping: list[bool] = []
     engine_box: list[Any] = []
 
     def on_stop_signal(signum: int, frame: Any) -> None:
-        stopping.set()
+        stopping.append(True)
         if engine_box:
             engine_box[0].signal_shutdown()
 
@@ -303,7 +324,7 @@ def _child_main(serve_one: Callable[..., None], proto_addr: str, worker_id: int,
     def on_bound(ln: Listener, engine: Any) -> None:
         engine_box.append(engine)
         _send_report(report_fd, "ready", ln.addr)
-        if stopping.is_set():  # a signal came before there was an engine to stop
+        if stopping:  # a signal came before there was an engine to stop
             engine.signal_shutdown()
 
     try:
@@ -350,6 +371,8 @@ def serve_workers(
             # Port 0 resolved by worker 0: the others bind the same one.
             resolved = f"{network}://{_with_port(address, bound[1])}"
             for i in range(1, n):
+                if sup._shutdown_requested:
+                    break  # asked to stop while starting: start no more
                 w = sup.spawn(i, functools.partial(_child_main, serve_one, resolved, i))
                 sup.wait_ready(w)
             logger.debug("serving %s with %d worker processes", proto_addr, n)

@@ -27,12 +27,18 @@ class ExampleServer(reactor.EventServer):
     def __init__(self, quiet: bool = False) -> None:
         self.server: Optional[reactor.Server] = None
         self.quiet = quiet
+        #: Set by run_example's signal handlers: a stop asked for before the
+        #: server existed (the handler had nothing to stop yet) is honoured
+        #: by on_init_complete. Forked workers inherit it with the handler.
+        self.stop_requested = False
 
     def listening_on(self, server: reactor.Server) -> str:
         return repr(server.addr)
 
     def on_init_complete(self, server: reactor.Server) -> reactor.Action:
-        self.server = server
+        self.server = server  # first: a signal from here on finds the server to stop
+        if self.stop_requested:
+            return reactor.Action.SHUTDOWN
         if not self.quiet:
             print(
                 f"{self.name} is listening on {self.listening_on(server)} "
@@ -67,6 +73,7 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def stop(signum: int, frame: Optional[object]) -> None:
+        handler.stop_requested = True
         if handler.server is not None:
             handler.server.stop()
         else:
