@@ -236,25 +236,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 130
     finally:
         system.kill_all()
-    meta = {
-        "command": " ".join(["python -m bench.multicore", *(argv if argv is not None else sys.argv[1:])]),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-        "wall_s": time.time() - started,
-        "rounds": args.rounds,
-        "duration_s": args.duration,
-        "warmup_s": args.warmup,
-        "server_cpu": None,
-        "load_cpu": args.load_cpu,
-        "max_steal": args.max_steal,
-        "max_foreign": args.max_foreign,
-        "retries": args.retries,
-        "peers": [c.name for c in chosen],
-        "peer_descriptions": {c.name: c.description for c in chosen},
-        "skipped_peers": skipped,
-        "workloads": [w.name for w in workloads],
-        "workload_descriptions": {w.name: w.description for w in workloads},
-        "machine": machine,
-    }
+    meta = run.session_meta("python -m bench.multicore", argv, started, args, chosen, skipped, workloads, machine)
     paths = write(args.out, meta, runs)
     run._say(f"bench.multicore: done in {run._fmt_secs(meta['wall_s'])}; wrote " + ", ".join(map(str, paths)))
     print(paths[1].read_text())

@@ -307,6 +307,31 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+
+def session_meta(prog: str, argv: Optional[list[str]], started: float, args: argparse.Namespace,
+                 peers: list[Any], skipped: dict[str, str], workloads: list[Workload],
+                 machine: dict[str, Any]) -> dict[str, Any]:
+    """What a results file says about the session that produced it (also used by bench.multicore)."""
+    return {
+        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "wall_s": time.time() - started,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "server_cpu": args.server_cpu,
+        "load_cpu": args.load_cpu,
+        "max_steal": args.max_steal,
+        "max_foreign": args.max_foreign,
+        "retries": args.retries,
+        "peers": [p.name for p in peers],
+        "peer_descriptions": {p.name: p.description for p in peers},
+        "skipped_peers": skipped,
+        "workloads": [w.name for w in workloads],
+        "workload_descriptions": {w.name: w.description for w in workloads},
+        "machine": machine,
+    }
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill of the suite still stops its servers
@@ -367,25 +392,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if interrupted:
         return 130
 
-    meta = {
-        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-        "wall_s": time.time() - started,
-        "rounds": args.rounds,
-        "duration_s": args.duration,
-        "warmup_s": args.warmup,
-        "server_cpu": args.server_cpu,
-        "load_cpu": args.load_cpu,
-        "max_steal": args.max_steal,
-        "max_foreign": args.max_foreign,
-        "retries": args.retries,
-        "peers": [p.name for p in run_peers],
-        "peer_descriptions": {p.name: p.description for p in run_peers},
-        "skipped_peers": skipped,
-        "workloads": [w.name for w in workloads],
-        "workload_descriptions": {w.name: w.description for w in workloads},
-        "machine": machine,
-    }
+    meta = session_meta("python -m bench", argv, started, args, run_peers, skipped, workloads, machine)
     try:
         paths = report.write_all(args.out, meta, runs)
     except Exception:

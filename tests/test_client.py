@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+from netsupport import has_ipv6_loopback
 
 import reactor
 from reactor import Action
@@ -733,16 +734,9 @@ def test_enroll_refuses_unconnected_socket() -> None:
         assert s.fileno() != -1  # not taken over
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this host")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this host")
 def test_dial_tcp6(start_server: Any) -> None:
     bg = start_server(ServerEcho(), "tcp6://[::1]:0")
     handler = ClientHandler()

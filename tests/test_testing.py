@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, Optional
 
 import pytest
+from netsupport import has_ipv6_loopback
 
 import reactor
 from reactor import Action
@@ -75,13 +76,6 @@ def recv_until_eof(s: socket.socket) -> bytes:
         data += chunk
 
 
-def ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 # --- serve_in_background ---------------------------------------------------------------------------
@@ -443,7 +437,7 @@ def test_udp_recording_by_sender() -> None:
         assert srv.handler.received_by_connection() == [b"a1a2", b"b1"]
 
 
-@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_tcp6_variant() -> None:
     with serve_in_background(EchoHandler(), "tcp6://[::1]:0") as srv:
         assert srv.host == "::1"
@@ -845,7 +839,7 @@ def test_fixture_http(http_server: BackgroundServer) -> None:
     assert request.headers["host"] == f"127.0.0.1:{http_server.port}"
 
 
-@pytest.mark.parametrize("network", ["tcp", "udp", "unix"] + (["tcp6"] if ipv6_available() else []))
+@pytest.mark.parametrize("network", ["tcp", "udp", "unix"] + (["tcp6"] if has_ipv6_loopback() else []))
 def test_fixture_reactor_server_networks(reactor_server: Any, network: str, tmp_path: Any) -> None:
     srv = reactor_server(EchoHandler(), network)
     if network == "unix":

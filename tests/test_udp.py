@@ -23,6 +23,7 @@ import time
 from typing import Any, Optional
 
 import pytest
+from netsupport import has_ipv6_loopback
 
 import reactor
 from reactor import Action
@@ -220,16 +221,9 @@ def test_udp_echo_many_datagrams(start_server: Any, loops: int, mode: str) -> No
     assert (handler.opened, handler.closed, handler.shutdowns) == (0, 0, 1)
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this host")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this host")
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_udp6_echo(start_server: Any, mode: str) -> None:
     handler = UDPEcho(mode)

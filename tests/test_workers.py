@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 import pytest
+from netsupport import has_ipv6_loopback
 
 import reactor
 
@@ -288,13 +289,6 @@ def test_udp_every_worker_answers_on_one_port(tmp_path: Path) -> None:
         assert_group_stopped(g, inits)
 
 
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize(
@@ -302,7 +296,7 @@ def ipv6_loopback() -> bool:
     [
         "tcp://:0",
         "tcp4://localhost:0",
-        pytest.param("tcp6://[::1]:0", marks=pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")),
+        pytest.param("tcp6://[::1]:0", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")),
         "udp4://127.0.0.1:0",
     ],
 )
