@@ -57,6 +57,9 @@ class Options:
     """Everything ``serve()`` can be told (gnet: ``Options``)."""
 
     #: Run one event loop per CPU instead of one (ignored when ``num_event_loop`` > 0).
+    #: The loops are threads of one process: their Python code takes turns on
+    #: the GIL, so for Python-heavy requests more loops cost more CPU per
+    #: request, not less (docs/multicore.md); ``workers`` uses several cores.
     multicore: bool = False
     #: Exact number of event loops; overrides ``multicore`` when > 0.
     num_event_loop: int = 0
