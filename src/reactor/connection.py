@@ -43,7 +43,6 @@ __all__ = ["Conn", "UDPConn"]
 
 _EMPTY = memoryview(b"")
 _get_ident = threading.get_ident
-_write_nowait = unix.write_nowait
 _sys_write = unix.lib.write
 _ffi = unix.ffi
 _writev_nowait = unix.writev_nowait
@@ -336,35 +335,24 @@ class Conn:
         """Write ``packet`` as it is, or queue it behind pending output."""
         if type(packet) is not bytes:
             _check_bytes(packet, "data to write")
+            # A bytearray or memoryview answer (rare) becomes bytes once: what
+            # is queued must not change under us, and one write path serves all.
+            packet = bytes(packet)
         size = len(packet)
         if not size:
             return
-        outbound = self._outbound
-        if outbound._len:
+        if self._outbound._len:
             # Never write around queued bytes: that would reorder the stream.
-            outbound.push(packet)
+            self._outbound.push(packet)
             self._loop.on_outbound(self)
             return
-        if type(packet) is bytes:
-            # write(2) straight through cffi for the common case (bytes pass
-            # to C without a copy); saves a wrapper call per write.
-            n = _sys_write(self.fd, packet, size)
-            if n == size:
-                self._active = self._loop.timers.now  # output progress: not idle
-            else:
-                self._write_rest(packet, n)
-            return
-        n = _write_nowait(self.fd, packet)
-        if n < 0:
-            if n != -_EAGAIN and n != -_EINTR:
-                self._loop.close_conn(self, unix.syscall_error("write", -n))
-                return
-            n = 0
-        if n:
+        # write(2) straight through cffi (bytes pass to C without a copy):
+        # saves a wrapper call per write.
+        n = _sys_write(self.fd, packet, size)
+        if n == size:
             self._active = self._loop.timers.now  # output progress: not idle
-        if n < size:
-            self._outbound.push(memoryview(packet)[n:])
-            self._loop.on_outbound(self)
+        else:
+            self._write_rest(packet, n)
 
     def _write_rest(self, packet: bytes, n: int) -> None:
         """A direct ``write(2)`` of ``packet`` returned ``n``, not all of it: fail, or queue the rest.

@@ -46,6 +46,7 @@ from . import unix
 from .connection import _NO_INBOUND, Conn, UDPConn
 from .errors import CodecError, EngineShutdown, ServerInShutdownError
 from .handler import Action, EventServer
+from .listbuffer import ListBuffer
 from .timers import TimerQueue
 from .netpoll import (
     IN_EVENTS,
@@ -97,6 +98,19 @@ def _overridden(handler: Any, name: str) -> Any:
     if getattr(type(handler), name, None) is getattr(EventServer, name):
         return None
     return method
+
+
+def _send_head(fd: int, outbound: ListBuffer, max_bytes: int) -> int:
+    """One ``write(2)``/``writev(2)`` of up to ``max_bytes`` from the head of ``outbound``.
+
+    What the kernel took is discarded from the queue; returns that count,
+    or the negated errno (EAGAIN: the socket buffer is full).
+    """
+    bufs = outbound.peek(max_bytes, MAX_IOV_SIZE)
+    n: int = _write_nowait(fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(fd, bufs)
+    if n > 0:
+        outbound.discard(n)
+    return n
 
 
 def _name_callback(err: Exception, callback: str, out: Any) -> Exception:
@@ -597,14 +611,11 @@ class EventLoop:
                 self.logger.exception("pre_write() raised for %r; closing it", c)
                 self.close_conn(c, e)
                 return
-        outbound = c._outbound
-        bufs = outbound.peek(MAX_BYTES_TO_WRITE_PER_LOOP, MAX_IOV_SIZE)
-        n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
+        n = _send_head(c.fd, c._outbound, MAX_BYTES_TO_WRITE_PER_LOOP)
         if n < 0:
             if n != -_EAGAIN and n != -_EINTR:
                 self.close_conn(c, unix.syscall_error("write", -n))
             return
-        outbound.discard(n)
         c._active = self.timers.now  # the peer is taking our output: not idle
         self.on_outbound(c)
 
@@ -613,8 +624,7 @@ class EventLoop:
         budget = self.io_chunk
         outbound = c._outbound
         while outbound._len:
-            bufs = outbound.peek(MAX_BYTES_TO_WRITE_PER_LOOP, MAX_IOV_SIZE)
-            n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
+            n = _send_head(c.fd, outbound, MAX_BYTES_TO_WRITE_PER_LOOP)
             if n < 0:
                 if n == -_EINTR:
                     continue
@@ -622,7 +632,6 @@ class EventLoop:
                     self.close_conn(c, unix.syscall_error("write", -n))
                     return
                 break
-            outbound.discard(n)
             c._active = self.timers.now
             budget -= n
             if budget <= 0 and outbound._len:
@@ -789,13 +798,11 @@ class EventLoop:
         c._opened = False
         outbound = c._outbound
         while outbound._len:
-            bufs = outbound.peek(1 << 30, MAX_IOV_SIZE)
-            n = _write_nowait(c.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(c.fd, bufs)
+            n = _send_head(c.fd, outbound, 1 << 30)
             if n <= 0:
                 if n < 0 and n != -_EAGAIN:
                     self.logger.debug("closing %r: residual output dropped: %s", c, os.strerror(-n))
                 break
-            outbound.discard(n)
         try:
             self.poller.delete(c.fd)
         except OSError:
