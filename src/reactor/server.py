@@ -56,6 +56,8 @@ __all__ = ["Engine", "Server", "serve", "stop"]
 #: Accepts per readiness report: v2 drains until EAGAIN; a bound keeps a
 #: connect storm from starving a reuse_port loop's established connections.
 MAX_ACCEPTS_PER_EVENT = 128
+#: The longest a waiting main thread goes without running pending signal handlers.
+SIGNAL_CHECK_INTERVAL = 0.5
 #: How long a listener is left unpolled when fd exhaustion leaves no way to
 #: shed a pending connection (see Engine._accept_one).
 ACCEPT_BACKOFF = 0.1
@@ -292,7 +294,7 @@ class Engine:
     def _start_thread(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         self.threads.append(t)
-        t.start()
+        unix.start_thread(t)
 
     # --- accept (gnet: svr.accept / el.accept) ---------------------------------------------------------
     def accept(self, fd: int, ev: int) -> None:
@@ -387,15 +389,19 @@ class Engine:
     def _start_ticker(self, el: EventLoop) -> None:
         t = threading.Thread(target=el.ticker, args=(self._ticker_cancel,), name="reactor-ticker", daemon=True)
         self._ticker_thread = t
-        t.start()
+        unix.start_thread(t)
 
     # --- stop (gnet: stop) ----------------------------------------------------------------------------------
     def stop(self, s: Server) -> None:
         """Wait for the shutdown signal, then stop and release everything, in order."""
         try:
-            # Lock.acquire is interruptible: signal handlers run while waiting
-            # here (and may release the gate themselves).
-            self._stop_gate.acquire()
+            # Bounded waits: a signal for a handler that would release the
+            # gate may have been delivered to another thread (see
+            # unix.start_thread), and then only a return to the interpreter
+            # loop here runs that handler. Our own threads block such
+            # signals, but the caller's other threads may not.
+            while not self._stop_gate.acquire(timeout=SIGNAL_CHECK_INTERVAL):
+                pass
         finally:
             # Even on KeyboardInterrupt in the wait: never return with threads alive.
             self._stop_loops()

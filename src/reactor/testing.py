@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
-from . import sockets
+from . import sockets, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import CodecError, ServerInShutdownError
@@ -307,7 +307,7 @@ class BackgroundServer:
             self._ready.set()
 
     def _start(self) -> None:
-        self._thread.start()
+        unix.start_thread(self._thread)
         if not self._ready.wait(self._timeout):
             # Bound to never happen; do not leave a half-started server behind.
             if self.server is not None:
@@ -1056,7 +1056,7 @@ class _Scheduler:
             heapq.heappush(self._heap, (when, next(self._seq), fn, args))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+                unix.start_thread(self._thread)
             self._cond.notify()
 
     def _run(self) -> None:

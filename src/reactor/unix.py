@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal as _signal
 import socket as _socket
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn, Union
 
@@ -79,6 +81,7 @@ __all__ = [
     "sockaddr",
     "sockaddr_to_address",
     "socket",
+    "start_thread",
     "syscall_error",
     "write",
     "write_nowait",
@@ -645,6 +648,33 @@ def set_pdeathsig(sig: int) -> None:
     """
     if lib.rx_set_pdeathsig(sig) != 0:
         _raise(f"prctl(PR_SET_PDEATHSIG, {sig})")
+
+
+#: Signals sent to the whole process whose Python handlers are expected to run.
+ASYNC_SIGNALS: Final = frozenset(
+    {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
+     _signal.SIGALRM, _signal.SIGCHLD}
+)
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """``thread.start()`` with ASYNC_SIGNALS blocked in the new thread (pthread_sigmask, inherited).
+
+    The kernel delivers a process-directed signal to any one thread that does
+    not block it, and only *that* thread's blocking syscall returns EINTR.
+    Python runs handlers on the main thread only, at its next bytecode: if
+    the signal lands on a loop thread sitting in epoll_wait while the main
+    thread waits in a lock (``serve`` waiting for shutdown), the handler
+    waits with it. With reactor's own threads blocking these signals, the
+    kernel picks a thread that can act on them, normally the main thread.
+    The caller records ``thread`` before starting it: the thread may look
+    itself up (``Engine.owns_current_thread``) from its first instruction.
+    """
+    previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, ASYNC_SIGNALS)
+    try:
+        thread.start()  # the new thread starts with the mask in force now
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
 
 
 # --- hot-path variants for the event loop -------------------------------------------

@@ -54,6 +54,8 @@ __all__ = ["Supervisor", "serve_workers"]
 
 #: How long the parent waits for workers to stop after SIGTERM before SIGKILL.
 STOP_GRACE = 10.0
+#: The longest the supervising thread goes without running pending signal handlers.
+SIGNAL_CHECK_INTERVAL = 0.5
 #: How long a worker may take to bind its listener before the parent gives up.
 START_TIMEOUT = 30.0
 
@@ -181,8 +183,11 @@ class Supervisor:
                 # A pidfd is readable once its process has exited.
                 unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, w.pidfd, unix.EPOLLIN)
             events = unix.EpollEvents(len(self.workers) + 1)
+            # Bounded (see Engine.stop): a stop signal delivered to another
+            # thread of the caller's runs its handler only when we return here.
+            timeout_ms = int(SIGNAL_CHECK_INTERVAL * 1000)
             while not self._shutdown_requested:
-                ready = unix.epoll_wait(epfd, events, -1)
+                ready = unix.epoll_wait(epfd, events, timeout_ms)
                 if any(fd != self._stop_fd for fd, _ in ready):
                     break  # one worker ended: the others follow (they live and die together)
         finally:
@@ -192,39 +197,36 @@ class Supervisor:
         """SIGTERM every live worker, SIGKILL after STOP_GRACE, reap all; close what the parent holds."""
         self._shutdown_requested = True
         for w in self.workers:
-            if w.status is None:
-                w.sent = signal.SIGTERM
-                _signal(w.pid, signal.SIGTERM)
+            # An exited worker is a zombie until reaped: its pid is still ours to signal.
+            w.sent = signal.SIGTERM
+            _signal(w.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         for w in self.workers:
-            if w.status is None and not _wait_pidfd(w.pidfd, deadline):
+            if not _wait_readable(w.pidfd, deadline):
                 self.logger.error("reactor worker %d (pid %d) did not stop in %.0f s: killed",
                                   w.worker_id, w.pid, STOP_GRACE)
                 w.sent = signal.SIGKILL
                 _signal(w.pid, signal.SIGKILL)
-            if w.status is None:
-                w.status = os.waitpid(w.pid, 0)[1]
+            w.status = os.waitpid(w.pid, 0)[1]
             if w.error is None:
                 # A worker that failed says why before it exits (the pipe
-                # holds at most the one report; EOF if it had nothing to say).
+                # holds its last report, or EOF if it had nothing to say).
                 msg = _read_report(w, time.monotonic())
                 if msg is not None and msg[0] == "error":
                     w.error = msg[1]
-        for w in self.workers:
             os.close(w.pidfd)
             os.close(w.report_fd)
-        self.workers.clear()
         with self._fd_lock:
             fd, self._stop_fd = self._stop_fd, -1
         unix.close(fd)
         self._done.set()
 
-    def raise_failure(self, workers: list[_Worker]) -> None:
-        """Raise the first worker failure: its own exception, or WorkerError with its exit status."""
-        for w in workers:
+    def raise_failure(self) -> None:
+        """After stop_all: raise the first worker failure, its own exception or WorkerError with its status."""
+        for w in self.workers:
             if w.error is not None:
                 raise w.error
-        for w in workers:
+        for w in self.workers:
             assert w.status is not None
             if w.sent == signal.SIGKILL:
                 raise WorkerError(
@@ -246,11 +248,15 @@ def _signal(pid: int, sig: int) -> None:
         pass  # already gone (it stays a zombie until reaped, so the pid is still ours)
 
 
-def _wait_pidfd(pidfd: int, deadline: float) -> bool:
-    """Wait until the process behind ``pidfd`` has exited or ``deadline``; True if it has."""
+def _wait_readable(fd: int, deadline: float) -> bool:
+    """Wait until ``fd`` is readable or ``deadline`` (monotonic) has passed; True if readable.
+
+    A pidfd is readable once its process has exited; a pipe, once it holds
+    data or its writer has closed it.
+    """
     epfd = unix.epoll_create1()
     try:
-        unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, pidfd, unix.EPOLLIN)
+        unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN)
         events = unix.EpollEvents(1)
         while True:
             left = deadline - time.monotonic()
@@ -280,28 +286,19 @@ def _send_report(fd: int, kind: str, value: Any) -> None:
 
 def _read_report(w: _Worker, deadline: float) -> Optional[tuple[str, Any]]:
     """Read ``w``'s next report; None on EOF (it exited without one more) or at ``deadline``."""
-    epfd = unix.epoll_create1()
-    try:
-        unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, w.report_fd, unix.EPOLLIN)
-        events = unix.EpollEvents(1)
-        while True:
-            if len(w.pending) >= 4:
-                (size,) = struct.unpack_from("<I", w.pending)
-                if len(w.pending) >= 4 + size:
-                    msg = pickle.loads(w.pending[4 : 4 + size])
-                    del w.pending[: 4 + size]
-                    return msg  # type: ignore[no-any-return]
-            left = deadline - time.monotonic()
-            if not unix.epoll_wait(epfd, events, max(0, int(left * 1000))):
-                if left <= 0:
-                    return None
-                continue
-            chunk = os.read(w.report_fd, 1 << 16)
-            if not chunk:
-                return None
-            w.pending += chunk
-    finally:
-        unix.close(epfd)
+    while True:
+        if len(w.pending) >= 4:
+            (size,) = struct.unpack_from("<I", w.pending)
+            if len(w.pending) >= 4 + size:
+                msg = pickle.loads(w.pending[4 : 4 + size])
+                del w.pending[: 4 + size]
+                return msg  # type: ignore[no-any-return]
+        if not _wait_readable(w.report_fd, deadline):
+            return None
+        chunk = os.read(w.report_fd, 1 << 16)
+        if not chunk:
+            return None
+        w.pending += chunk
 
 
 def _child_main(serve_one: Callable[..., None], proto_addr: str, worker_id: int, report_fd: int) -> None:
@@ -378,9 +375,8 @@ def serve_workers(
             logger.debug("serving %s with %d worker processes", proto_addr, n)
             sup.supervise()
         finally:
-            workers = list(sup.workers)
             sup.stop_all()
-        sup.raise_failure(workers)
+        sup.raise_failure()
     finally:
         unregister()
 
