@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,23 +100,17 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         description="reactor's HTTP example: 1 process with 1 or 2 loops vs 2 worker processes (server unpinned).",
         epilog="See docs/multicore.md for the results and how to read them.",
     )
-    p.add_argument("--rounds", type=int, default=3, help="rounds; every cell is the median over them (default 3)")
-    p.add_argument("--duration", type=int, default=5, help="seconds of wrk load per run (default 5)")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run (default 1)")
+    run.add_session_options(p)
     p.add_argument("--workloads", default="http,http-pipe", help="comma-separated: http, http-pipe (default both)")
     p.add_argument("--configs", help=f"comma-separated subset of: {','.join(known)} (default: all)")
     p.add_argument("--load-cpu", type=int, default=1,
                    help="CPU wrk is pinned to (default 1; -1: unpinned too). The server is never pinned.")
-    p.add_argument("--max-steal", type=float, default=0.10,
-                   help="repeat a run that lost more than this fraction of a CPU to steal (default 0.10)")
     p.add_argument("--max-foreign", type=float, default=0.15,
                    help="repeat a run in which other processes used more than this many CPUs (default 0.15)")
-    p.add_argument("--retries", type=int, default=2, help="repeats of a disturbed run at most (default 2)")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks",
                    help="directory for multicore.json and multicore.md (default docs/benchmarks)")
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.duration < 1 or args.retries < 0:
-        p.error("--rounds and --duration must be >= 1, --retries >= 0")
+    run.session_defaults(p, args)
     args.workload_list = run._pick(p, args.workloads, ["http", "http-pipe"], "workload")
     args.config_list = run._pick(p, args.configs, list(known), "configuration")
     args.server_cpu = None  # run_once's spawn leaves the affinity alone: every CPU
@@ -129,8 +124,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 # --- the table ---------------------------------------------------------------------------------------
 
 
-def markdown(meta: dict[str, Any], cells: list[dict[str, Any]]) -> str:
-    """The results as Markdown: one table, then what it was measured on and how."""
+def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[str, Any]]) -> str:
+    """The results as Markdown: one table, then what it was measured on and how, the noise and the errors."""
     out = [
         "# Multi-core: loops or workers (measured)",
         "",
@@ -144,16 +139,11 @@ def markdown(meta: dict[str, Any], cells: list[dict[str, Any]]) -> str:
     ref = {c["workload"]: c for c in cells if c["peer"] == REFERENCE}
     for c in cells:
         r = ref.get(c["workload"])
-        speedup = f"{c['throughput'] / r['throughput']:.2f}" if r and r["throughput"] and c["throughput"] else "–"
-        err = str(c["errors"]) + (f" + {c['failed']} failed run(s)" if c["failed"] else "")
-        mark = " †" if c["disturbed"] else ""
-        out.append(
-            f"| {c['workload']} | {c['peer']}{mark} | {report._ops(c['throughput'])}"
-            f"{report._range(c, 'throughput', report._ops)} | {speedup} | {report._lat(c['p50_us'])} "
-            f"| {report._lat(c['p99_us'])} | {report._cpu(c['cpu_us_per_op'])}"
-            f"{report._range(c, 'cpu_us_per_op', report._cpu)} | {report._cpu(c.get('user_us_per_op'))} "
-            f"| {report._n(c.get('server_cpu_util'), 2)} | {err} |"
-        )
+        speedup = c["throughput"] / r["throughput"] if r and r["throughput"] and c["throughput"] else None
+        out.append(f"| {c['workload']} " + report.row(
+            c, report._ranged(c, "throughput", report._ops), report._ratio(speedup), report._lat(c["p50_us"]),
+            report._lat(c["p99_us"]), report._ranged(c, "cpu_us_per_op", report._cpu),
+            report._cpu(c["user_us_per_op"]), report._n(c["server_cpu_util"], 2)))
     load = "unpinned" if meta["load_cpu"] is None else f"pinned to CPU {meta['load_cpu']}"
     out += [
         "",
@@ -168,10 +158,16 @@ def markdown(meta: dict[str, Any], cells: list[dict[str, Any]]) -> str:
         "|---|---|",
     ]
     out += [f"| {k} | {v} |" for k, v in meta["machine"].items()]
-    if meta.get("runs_summary"):
-        out += ["", *meta["runs_summary"]]
+    ok = [r for r in runs if "failed" not in r]
+    if ok:
+        out += [
+            "",
+            f"Noise: {len(runs)} runs, {sum(1 for r in runs if r.get('attempts', 1) > 1)} repeated; foreign load "
+            f"per kept run median {statistics.median(r.get('foreign', 0.0) for r in ok):.2f} CPUs, max "
+            f"{max(r.get('foreign', 0.0) for r in ok):.2f}; steal max {max(r.get('steal', 0.0) for r in ok):.1%}.",
+        ]
     bad = [f"- round {r.get('round')}, {r['workload']}, {r['peer']}: {r.get('failed') or r.get('error_details')}"
-           for r in meta.get("bad_runs", [])]
+           for r in runs if "failed" in r or r.get("errors")]
     if bad:
         out += ["", "Errors:", "", *bad]
     out.append("")
@@ -182,18 +178,9 @@ def write(out: Path, meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[P
     """multicore.json (every run) and multicore.md (the table) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     cells = report.aggregate(meta, runs)
-    ok = [r for r in runs if "failed" not in r]
-    if ok:
-        meta["runs_summary"] = [
-            f"Noise: {len(runs)} runs, {sum(1 for r in runs if r.get('attempts', 1) > 1)} repeated; foreign load "
-            f"per kept run median {sorted(r.get('foreign', 0.0) for r in ok)[len(ok) // 2]:.2f} CPUs, max "
-            f"{max(r.get('foreign', 0.0) for r in ok):.2f}; steal max {max(r.get('steal', 0.0) for r in ok):.1%}."
-        ]
-    meta["bad_runs"] = [{k: r.get(k) for k in ("round", "workload", "peer", "failed", "error_details")}
-                        for r in runs if "failed" in r or r.get("errors")]
     paths = [out / "multicore.json", out / "multicore.md"]
     paths[0].write_text(json.dumps({"meta": meta, "cells": cells, "runs": runs}, indent=1) + "\n")
-    paths[1].write_text(markdown(meta, cells))
+    paths[1].write_text(markdown(meta, runs, cells))
     return paths
 
 

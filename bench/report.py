@@ -100,6 +100,22 @@ def _cpu(x: Optional[float]) -> str:
     return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
+def _ratio(x: Optional[float]) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _ranged(c: dict[str, Any], key: str, fmt: Any, unit: str = "") -> str:
+    """A cell's median, its unit, then its min–max over rounds."""
+    return f"{fmt(c[key])}{unit}{_range(c, key, fmt)}"
+
+
+def row(c: dict[str, Any], *columns: str) -> str:
+    """One table row: the peer (with † if a run was disturbed), ``columns``, then the errors."""
+    peer = c["peer"] + (" †" if c["disturbed"] else "")
+    errors = str(c["errors"]) + (f" + {c['failed']} failed run(s)" if c["failed"] else "")
+    return "| " + " | ".join([peer, *columns, errors]) + " |"
+
+
 def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[str, Any]]) -> str:
     m = meta["machine"]
     base = cells[0]["baseline"] if cells else None
@@ -142,15 +158,9 @@ def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[
     for c in cells:
         if c["workload"].startswith("conns"):
             continue
-        ratio = f"{c['ratio']:.2f}" if c["ratio"] is not None else "–"
-        err = str(c["errors"]) + (f" + {c['failed']} failed run(s)" if c["failed"] else "")
-        mark = " †" if c["disturbed"] else ""
-        out.append(
-            f"| {c['workload']} | {c['peer']}{mark} | {_ops(c['throughput'])}{_range(c, 'throughput', _ops)} "
-            f"| {_lat(c['p50_us'])} | {_lat(c['p99_us'])} "
-            f"| {_cpu(c['cpu_us_per_op'])}{_range(c, 'cpu_us_per_op', _cpu)} | {_cpu(c.get('user_us_per_op'))} "
-            f"| {ratio} | {err} |"
-        )
+        out.append(f"| {c['workload']} " + row(
+            c, _ranged(c, "throughput", _ops), _lat(c["p50_us"]), _lat(c["p99_us"]),
+            _ranged(c, "cpu_us_per_op", _cpu), _cpu(c["user_us_per_op"]), _ratio(c["ratio"])))
     conns = [c for c in cells if c["workload"].startswith("conns")]
     if conns:
         out += [
@@ -167,16 +177,11 @@ def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[
             "|---|--:|--:|--:|--:|--:|--:|",
         ]
         for c in conns:
-            ratio = f"{c['ratio']:.2f}" if c["ratio"] is not None else "–"
-            rss = None if c["rss_per_conn_bytes"] is None else c["rss_per_conn_bytes"] / 1024
-            err = str(c["errors"]) + (f" + {c['failed']} failed run(s)" if c["failed"] else "")
-            mark = " †" if c["disturbed"] else ""
-            out.append(
-                f"| {c['peer']}{mark} | {_n(c['accept_s'], 2)} s{_range(c, 'accept_s', lambda x: _n(x, 2))} "
-                f"| {_n(None if c['echo_s'] is None else c['echo_s'] * 1e3)} ms "
-                f"| {_n(rss, 1)} KiB{_range(c, 'rss_per_conn_bytes', lambda x: _n(x / 1024, 1))} "
-                f"| {_cpu(c['cpu_us_per_op'])}{_range(c, 'cpu_us_per_op', _cpu)} | {ratio} | {err} |"
-            )
+            out.append(row(
+                c, _ranged(c, "accept_s", lambda x: _n(x, 2), " s"),
+                f"{_n(None if c['echo_s'] is None else c['echo_s'] * 1e3)} ms",
+                _ranged(c, "rss_per_conn_bytes", lambda x: _n(None if x is None else x / 1024, 1), " KiB"),
+                _ranged(c, "cpu_us_per_op", _cpu), _ratio(c["ratio"])))
     out += ["", "![Server CPU per operation, throughput and memory per connection](chart.png)", ""]
 
     # Noise summary: what the machine did to us.

@@ -67,41 +67,52 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: 1 round, 2 s runs, no warm-up, no repeats, workloads {','.join(QUICK_WORKLOADS)} "
                         "(output to bench/.build/quick/ unless --out)")
-    p.add_argument("--rounds", type=int, help="rounds; every cell is the median over them (default 3)")
-    p.add_argument("--duration", type=int, help="seconds of load per run (default 5; wrk takes whole seconds)")
-    p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (default 1)")
+    add_session_options(p)
     p.add_argument("--workloads", help=f"comma-separated subset of: {','.join(WORKLOADS)} (default: all)")
     p.add_argument("--peers", help=f"comma-separated subset of: {','.join(peers)} "
                                    f"(default: {','.join(n for n, x in peers.items() if x.default)})")
     p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
     p.add_argument("--load-cpu", type=int, default=1, help="CPU the load generators are pinned to (default 1)")
-    p.add_argument("--max-steal", type=float, default=0.10,
-                   help="repeat a run that lost more than this fraction of a CPU to steal (default 0.10)")
     p.add_argument("--max-foreign", type=float, default=0.10,
                    help="repeat a run in which other processes took more than this fraction of the server's "
                         "or the load generator's CPU (default 0.10)")
-    p.add_argument("--retries", type=int,
-                   help="repeats of a disturbed run at most (default 2; 0 with --quick)")
     p.add_argument("--out", type=Path, help="directory for results.md, results.json, chart.png")
     args = p.parse_args(argv)
     if args.quick:
-        args.rounds = args.rounds or 1
-        args.duration = args.duration or 2
-        args.warmup = 0.0 if args.warmup is None else args.warmup
-        args.workloads = args.workloads or ",".join(QUICK_WORKLOADS)
         # A smoke run reports disturbed runs (marked †) instead of repeating them: it must stay short.
-        args.retries = 0 if args.retries is None else args.retries
+        session_defaults(p, args, rounds=1, duration=2, warmup=0.0, retries=0)
+        args.workloads = args.workloads or ",".join(QUICK_WORKLOADS)
         args.out = args.out or REPO / "bench" / ".build" / "quick"
-    args.rounds = args.rounds or 3
-    args.duration = args.duration or 5
-    args.warmup = 1.0 if args.warmup is None else args.warmup
-    args.retries = 2 if args.retries is None else args.retries
-    args.out = args.out or REPO / "docs" / "benchmarks"
-    if args.rounds < 1 or args.duration < 1 or args.retries < 0:
-        p.error("--rounds and --duration must be >= 1, --retries >= 0")
+    else:
+        session_defaults(p, args)
+        args.out = args.out or REPO / "docs" / "benchmarks"
     args.workload_list = _pick(p, args.workloads, list(WORKLOADS), "workload")
     args.peer_list = _pick(p, args.peers, [n for n, x in peers.items() if x.default], "peer", known=list(peers))
     return args
+
+
+def add_session_options(p: argparse.ArgumentParser) -> None:
+    """The options ``python -m bench`` and ``python -m bench.multicore`` share: how long, how often, how noisy.
+
+    Their defaults are None here, so that --quick can tell an option not given
+    from one given; :func:`session_defaults` fills them in after parsing.
+    """
+    p.add_argument("--rounds", type=int, help="rounds; every cell is the median over them (default 3)")
+    p.add_argument("--duration", type=int, help="seconds of load per run (default 5; wrk takes whole seconds)")
+    p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (default 1)")
+    p.add_argument("--max-steal", type=float, default=0.10,
+                   help="repeat a run that lost more than this fraction of a CPU to steal (default 0.10)")
+    p.add_argument("--retries", type=int, help="repeats of a disturbed run at most (default 2)")
+
+
+def session_defaults(p: argparse.ArgumentParser, args: argparse.Namespace, rounds: int = 3, duration: int = 5,
+                     warmup: float = 1.0, retries: int = 2) -> None:
+    """Give the options of :func:`add_session_options` left out their defaults, and check them."""
+    for name, default in (("rounds", rounds), ("duration", duration), ("warmup", warmup), ("retries", retries)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.rounds < 1 or args.duration < 1 or args.retries < 0:
+        p.error("--rounds and --duration must be >= 1, --retries >= 0")
 
 
 def _pick(p: argparse.ArgumentParser, value: Optional[str], default: list[str], what: str,
@@ -309,7 +320,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def session_meta(prog: str, argv: Optional[list[str]], started: float, args: argparse.Namespace,
-                 peers: list[Any], skipped: dict[str, str], workloads: list[Workload],
+                 peers: list[Any], skipped: dict[str, Optional[str]], workloads: list[Workload],
                  machine: dict[str, Any]) -> dict[str, Any]:
     """What a results file says about the session that produced it (also used by bench.multicore)."""
     return {

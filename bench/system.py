@@ -19,7 +19,8 @@ Why each reading exists:
   steal: a run that lost too much to either is repeated.  Interrupt time is
   left out: loopback TCP does much of its work in softirq context on both
   CPUs, and that is our traffic, not someone else's.
-* **VmRSS** (``/proc/PID/status``): memory per connection in the 10k test.
+* **VmRSS** (``/proc/PID/status``, read by bench/c/echo_load.c): memory per connection in the
+  10k test.
 
 Processes: every server runs in its own session (so a Ctrl-C of the suite
 does not reach it first, and the whole group can be killed), is stopped
@@ -51,30 +52,12 @@ NOFILE = 65536
 # --- /proc readers -----------------------------------------------------------------------------------
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads included (``/proc/PID/stat``).
-
-    The resolution is one clock tick (1/CLK_TCK s, usually 10 ms): fine for
-    runs of seconds, which is why runs are seconds long.
-    """
-    user, system = proc_cpu_split(pid)
-    return user + system
-
-
-def proc_cpu_split(pid: int) -> tuple[float, float]:
-    """``(user, system)`` CPU seconds of a process (``utime``, ``stime`` of ``/proc/PID/stat``).
-
-    The split tells the peers' own code (user) from the kernel's work on
-    their behalf (system: the same read/write/epoll_wait calls for every
-    peer). The kernel attributes each tick to one or the other by where
-    the CPU was when it fired, so the split is a sample, good over seconds.
-    """
+def _stat(pid: int) -> list[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command name: ``[0]`` is field 3 of proc(5), the state."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return utime / CLK_TCK, stime / CLK_TCK
+    return data[data.rindex(b")") + 2 :].split()
 
 
 def descendants(pid: int) -> list[int]:
@@ -101,38 +84,31 @@ def descendants(pid: int) -> list[int]:
 def tree_cpu_split(pid: int) -> tuple[float, float]:
     """``(user, system)`` CPU seconds of ``pid`` and all its descendants (``serve(..., workers=N)``).
 
-    Each process counts its own time plus ``cutime``/``cstime``, the time of
+    All threads count (``utime``, ``stime`` of ``/proc/PID/stat``). Each
+    process counts its own time plus ``cutime``/``cstime``, the time of
     children it has already reaped, so the sum does not drop when a worker
-    exits between two readings. For a single process it is
-    :func:`proc_cpu_split` (a server without children has no reaped time).
+    exits between two readings (a server without children has no reaped time).
+
+    The split tells the peers' own code (user) from the kernel's work on
+    their behalf (system: the same read/write/epoll_wait calls for every
+    peer). The kernel attributes each tick to one or the other by where
+    the CPU was when it fired, so the split is a sample, good over seconds.
+    The resolution is one clock tick (1/CLK_TCK s, usually 10 ms): fine for
+    runs of seconds, which is why runs are seconds long.
     """
     user = system = 0.0
     for p in [pid, *descendants(pid)]:
         try:
-            with open(f"/proc/{p}/stat", "rb") as f:
-                data = f.read()
+            fields = _stat(p)
         except OSError:
             if p == pid:
                 raise
             continue  # a descendant reaped since the listing: its time is in its parent's cutime now
-        fields = data[data.rindex(b")") + 2 :].split()
         # utime, stime, cutime, cstime: fields 14-17 of proc(5)
         utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
         user += (utime + cutime) / CLK_TCK
         system += (stime + cstime) / CLK_TCK
     return user, system
-
-
-def proc_rss_kb(pid: int) -> int:
-    """VmRSS of a process in KiB (``/proc/PID/status``); -1 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
 
 
 @dataclass(frozen=True)
@@ -296,35 +272,35 @@ def stop(p: subprocess.Popen[bytes], grace: float = 5.0) -> Optional[int]:
                 p.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass
-        if p.poll() is None:
-            _killpg(p)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                return None
+        if p.poll() is None and not _kill(p):
+            return None
         return p.returncode
     finally:
         if p.returncode is not None:
             _live.discard(p)
 
 
-def _killpg(p: subprocess.Popen[bytes]) -> None:
+def _kill(p: subprocess.Popen[bytes]) -> bool:
+    """SIGKILL the process group of ``p`` and reap ``p``; False if it is still there 5 s later."""
     try:
         os.killpg(p.pid, signal.SIGKILL)  # its own session: pgid == pid
     except ProcessLookupError:
         pass
     except PermissionError:
         p.kill()
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _running(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        return _stat(pid)[0] not in (b"Z", b"X")
     except OSError:
         return False
-    return data[data.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 def reap_leftovers(pids: Sequence[int], wait: float = 2.0) -> list[int]:
@@ -350,12 +326,8 @@ def reap_leftovers(pids: Sequence[int], wait: float = 2.0) -> list[int]:
 def kill_all() -> None:
     """Last resort at exit: SIGKILL every process this suite started that is still tracked."""
     for p in list(_live):
-        if p.poll() is None:
-            _killpg(p)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                print(f"bench: process {p.pid} did not die", file=sys.stderr)
+        if p.poll() is None and not _kill(p):
+            print(f"bench: process {p.pid} did not die", file=sys.stderr)
         _live.discard(p)
 
 
