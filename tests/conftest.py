@@ -10,35 +10,13 @@ holds until the collector runs.
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-
-def open_fds() -> set[int]:
-    """The fds this process has open right now (the listing's own fd excluded)."""
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        try:
-            os.fstat(fd)
-        except OSError:
-            continue  # the directory handle os.listdir used, already closed
-        fds.add(fd)
-    return fds
-
-
-def _describe(fds: set[int]) -> list[str]:
-    out = []
-    for fd in sorted(fds):
-        try:
-            out.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
-        except OSError:
-            out.append(f"{fd} -> ?")
-    return out
+from netsupport import open_fds
 
 
 @pytest.fixture(autouse=True)
@@ -47,20 +25,21 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("allow_leaks"):
         yield
         return
-    before_fds = open_fds()
+    before_fds = open_fds()  # {fd: what it points to}
     before_threads = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 2.0
     while True:
         gc.collect()
-        leaked_fds = open_fds() - before_fds
+        leaked_fds = {fd: target for fd, target in open_fds().items() if fd not in before_fds}
         leaked_threads = [
             t for t in threading.enumerate() if t not in before_threads and t.is_alive()
         ]
         if (not leaked_fds and not leaked_threads) or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    assert not leaked_fds, f"fds leaked by the test: {_describe(leaked_fds)}"
+    described = [f"{fd} -> {target}" for fd, target in sorted(leaked_fds.items())]
+    assert not leaked_fds, f"fds leaked by the test: {described}"
     assert not leaked_threads, f"threads still running after the test: {leaked_threads}"
 
 

@@ -1,6 +1,6 @@
 """A fast smoke test of the benchmark suite's own code (bench/), not of anyone's speed.
 
-The suite is not part of the tests (a full run takes about 12 minutes); this
+The suite is not part of the tests (a full run took 10 minutes here); this
 runs it end to end on one short echo workload, so that a change that breaks
 the harness, a peer server, the C programs it compiles or the report fails
 here rather than in the next person's benchmark run. It needs gcc (as does

@@ -23,22 +23,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from netsupport import has_ipv6_loopback
+from netsupport import has_ipv6_loopback, wait_for
 
 import reactor
 from reactor import Action
 
 SOCK_TIMEOUT = 3.0
 WAIT = 3.0
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return bool(predicate())
 
 
 # --- servers -----------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from reactor import (
     UnsupportedLengthError,
 )
 
+from netsupport import connect_nodelay, recv_up_to
+
 SOCK_TIMEOUT = 3.0
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -576,22 +578,6 @@ class RecordingServer(reactor.EventServer):
             return list(self.frames)
 
 
-def _connect(addr: Any) -> socket.socket:
-    s = socket.create_connection(addr, timeout=SOCK_TIMEOUT)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def _recv_exactly(s: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
-
-
 def _send_byte_by_byte(s: socket.socket, data: bytes, pause: float = 0.003) -> None:
     # With TCP_NODELAY and a pause, each byte arrives in its own read(2)
     # most of the time, so frames, delimiters and fields straddle reads.
@@ -623,10 +609,10 @@ def test_codec_on_real_conn_one_byte_per_read(
 ) -> None:
     handler = RecordingServer()
     bg = start_server(handler, codec=codec)
-    with _connect(bg.addr) as s:
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
         _send_byte_by_byte(s, stream)
         assert handler.wait_frames(len(frames)) == frames
-        assert _recv_exactly(s, len(echo)) == echo
+        assert recv_up_to(s, len(echo)) == echo
     assert handler.frames == frames
 
 
@@ -683,7 +669,7 @@ class ProbeCodec:
 def test_fake_conn_matches_real_conn(start_server: Any) -> None:
     probe = ProbeCodec()
     bg = start_server(reactor.EventServer(), codec=probe)
-    with _connect(bg.addr) as s:
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
         # Two sends with pauses: the second read finds the first one's bytes
         # left over in the inbound ring, and b"b|c" straddles the two reads.
         s.sendall(b"ab|ab|zzab|")
@@ -715,7 +701,7 @@ class FindProbe:
 def test_conn_find_negative_start_does_not_depend_on_leftover_bytes(start_server: Any) -> None:
     probe = FindProbe()
     bg = start_server(reactor.EventServer(), codec=probe)
-    with _connect(bg.addr) as s:
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
         s.sendall(b"xa")
         time.sleep(0.1)
         s.sendall(b"b")

@@ -44,6 +44,8 @@ from reactor import (
     TooLessLengthError,
 )
 
+from netsupport import connect_nodelay, recv_up_to
+
 GREETING = b"sweetness\r\n"
 CLIENTS = 4
 ROUNDS = 4
@@ -194,22 +196,6 @@ def make_framing(codec: str, field: int) -> Framing:
 
 
 # --- client helpers ------------------------------------------------------------------------------------------
-def connect(addr: Any) -> socket.socket:
-    s = socket.create_connection(addr, timeout=SOCK_TIMEOUT)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def recv_exactly(s: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(min(65536, n - len(buf)))
-        if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
-
-
 def recv_until_eof(s: socket.socket, limit: int = 1 << 20) -> tuple[bytes, Optional[BaseException]]:
     """Everything until EOF (or a reset, returned as the second item)."""
     buf = bytearray()
@@ -269,14 +255,14 @@ def test_codec_serve(start_server: Any, engine: str, mode: str, loops: int, code
 
     def client(i: int) -> None:
         rng = random.Random(f"{engine}{mode}{loops}{codec}{field}{i}")
-        with connect(bg.addr) as s:
-            greeting = recv_exactly(s, len(GREETING))
+        with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
+            greeting = recv_up_to(s, len(GREETING))
             assert greeting == GREETING, f"greeting {greeting!r}"
             for r in range(ROUNDS):
                 payloads = [framing.payload(rng) for _ in range(FRAMES_PER_ROUND)]
                 wire = b"".join(framing.encode(p) for p in payloads)
                 s.sendall(wire)  # many frames per send: pipelined
-                echo = recv_exactly(s, len(wire))
+                echo = recv_up_to(s, len(wire))
                 assert len(echo) == len(wire), f"round {r}: got {len(echo)} of {len(wire)} bytes"
                 if echo != wire:
                     at = next(k for k in range(len(wire)) if echo[k] != wire[k])
@@ -333,11 +319,11 @@ def test_codec_error_closes_only_that_connection(
     handler = CodecEchoServer("sync")
     bg = start_server(handler, codec=factory(), **OPTIONS)
     sent, echoed = good
-    with connect(bg.addr) as healthy, connect(bg.addr) as offender:
-        assert recv_exactly(healthy, len(GREETING)) == GREETING
-        assert recv_exactly(offender, len(GREETING)) == GREETING
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as healthy, connect_nodelay(bg.addr, SOCK_TIMEOUT) as offender:
+        assert recv_up_to(healthy, len(GREETING)) == GREETING
+        assert recv_up_to(offender, len(GREETING)) == GREETING
         healthy.sendall(sent)
-        assert recv_exactly(healthy, len(echoed)) == echoed
+        assert recv_up_to(healthy, len(echoed)) == echoed
 
         expect_offender = echoed
         if not split:
@@ -346,7 +332,7 @@ def test_codec_error_closes_only_that_connection(
         else:
             # The error comes in a later read, with the first part left over in the inbound buffer.
             offender.sendall(sent + bad[:cut])
-            assert recv_exactly(offender, len(echoed)) == echoed
+            assert recv_up_to(offender, len(echoed)) == echoed
             time.sleep(0.05)
             assert handler.closed == [], "the first part alone already closed the connection"
             expect_offender = b""
@@ -363,7 +349,7 @@ def test_codec_error_closes_only_that_connection(
         # The other connection is still served, after the closure.
         for _ in range(3):
             healthy.sendall(sent)
-            assert recv_exactly(healthy, len(echoed)) == echoed
+            assert recv_up_to(healthy, len(echoed)) == echoed
         assert bg.server.count_connections() == 1
     closed = handler.wait_closed(2)
     assert len(closed) == 2 and closed[1][1] is None
@@ -387,12 +373,12 @@ def test_empty_frames_mid_stream_are_echoed(start_server: Any, mode: str, codec:
     except BaseException:
         handler.stop_worker()
         raise
-    with connect(bg.addr) as s:
-        assert recv_exactly(s, len(GREETING)) == GREETING
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
+        assert recv_up_to(s, len(GREETING)) == GREETING
         # One send, nothing after it: every frame must be decoded from this
         # read (gnet's nil empty frame would leave the rest for a later read).
         s.sendall(stream)
-        assert recv_exactly(s, len(stream)) == stream
+        assert recv_up_to(s, len(stream)) == stream
     assert handler.frames == frames
 
 
@@ -406,12 +392,12 @@ def test_codec_serve_edge_triggered(start_server: Any, codec: str) -> None:
 
     def client(i: int) -> None:
         rng = random.Random(f"et{codec}{i}")
-        with connect(bg.addr) as s:
-            assert recv_exactly(s, len(GREETING)) == GREETING
+        with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
+            assert recv_up_to(s, len(GREETING)) == GREETING
             for _ in range(ROUNDS):
                 wire = b"".join(framing.encode(framing.payload(rng)) for _ in range(FRAMES_PER_ROUND))
                 s.sendall(wire)
-                assert recv_exactly(s, len(wire)) == wire
+                assert recv_up_to(s, len(wire)) == wire
 
     assert run_clients(CLIENTS, client) == []
     assert handler.problems == []
@@ -437,14 +423,14 @@ def test_frames_larger_than_the_read_buffer(start_server: Any, codec: str, edge_
     rng = random.Random(f"big{codec}{edge_triggered}")
     payloads = [framing.payload(rng) for _ in range(6)]
     wire = b"".join(framing.encode(p) for p in payloads)
-    with connect(bg.addr) as s:
-        assert recv_exactly(s, len(GREETING)) == GREETING
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
+        assert recv_up_to(s, len(GREETING)) == GREETING
         # Send from a thread while reading here: the echo of ~0.6 MB must not
         # wait for the whole request to be written (8 KiB socket buffers).
         sender = threading.Thread(target=s.sendall, args=(wire,), name="big-sender", daemon=True)
         sender.start()
         try:
-            echo = recv_exactly(s, len(wire))
+            echo = recv_up_to(s, len(wire))
         finally:
             sender.join(SOCK_TIMEOUT)
         assert not sender.is_alive()
@@ -476,10 +462,10 @@ def test_encode_error_closes_the_connection(start_server: Any, mode: str) -> Non
     except BaseException:
         handler.stop_worker()
         raise
-    with connect(bg.addr) as s:
-        assert recv_exactly(s, len(GREETING)) == GREETING
+    with connect_nodelay(bg.addr, SOCK_TIMEOUT) as s:
+        assert recv_up_to(s, len(GREETING)) == GREETING
         s.sendall(b"good0001")
-        assert recv_exactly(s, 8) == b"good0001"
+        assert recv_up_to(s, 8) == b"good0001"
         s.sendall(b"bad00001")
         data, _ = recv_until_eof(s)
         assert data == b""  # nothing of the refused answer was written

@@ -46,6 +46,8 @@ import pytest
 
 import reactor
 
+from netsupport import listening_line, process_with_stderr
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -327,14 +329,8 @@ def test_example_graceful_stop_shutdown_action(monkeypatch: pytest.MonkeyPatch) 
 def test_example_graceful_stop_sigterm() -> None:
     """The real thing: the example as a process, stopped with SIGTERM."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "graceful_stop.py"), "tcp://127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline().decode()
+    with process_with_stderr([sys.executable, str(EXAMPLES / "graceful_stop.py"), "tcp://127.0.0.1:0"], env=env) as proc:
+        line = listening_line(proc)
         m = re.match(r"listening on ([\d.]+):(\d+)", line)
         assert m, f"unexpected first line {line!r}"
         with socket.create_connection((m.group(1), int(m.group(2))), timeout=TIMEOUT) as s:
@@ -345,12 +341,6 @@ def test_example_graceful_stop_sigterm() -> None:
             assert_closed_by_peer(s)
         assert proc.wait(TIMEOUT) == 0
         rest = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
     # on_closed for the open connection, then on_shutdown, then serve() returns.
     order = [rest.find("closed ('127.0.0.1'"), rest.find("on_shutdown"), rest.find("serve() returned")]
     assert -1 not in order and order == sorted(order), rest

@@ -15,6 +15,8 @@ import reactor
 
 from reactor.examples.http import MAX_BODY, MAX_HEADER, HTTPCodec, HTTPServer, parse_requests
 
+from netsupport import free_port, listening_line, process_with_stderr, recv_until_eof
+
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -41,15 +43,6 @@ def read_responses(sock: socket.socket, n: int, deadline: float = 5.0) -> list[b
         assert chunk, f"connection closed after {len(out)} of {n} responses"
         buf += chunk
     return out
-
-
-def read_until_eof(sock: socket.socket) -> bytes:
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
 
 
 @pytest.fixture
@@ -129,7 +122,7 @@ def test_malformed_request_gets_an_error_answer_and_close(http_server, request_b
     """Bad input: the good requests before it are answered, then the error status, then EOF."""
     with connect(http_server) as s:
         s.sendall(GET + request_bytes)
-        data = read_until_eof(s)
+        data = recv_until_eof(s)
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert data.count(b"HTTP/1.1 ") == 2
     assert b"HTTP/1.1 %d " % status in data
@@ -143,11 +136,11 @@ def test_connection_close_and_http10(http_server) -> None:  # type: ignore[no-un
     """'Connection: close' and HTTP/1.0 get their answer and then EOF; requests after it are ignored."""
     with connect(http_server) as s:
         s.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET)
-        data = read_until_eof(s)
+        data = recv_until_eof(s)
     assert data.count(b"HTTP/1.1 200 OK") == 1
     with connect(http_server) as s:
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        assert read_until_eof(s).count(b"200 OK") == 1
+        assert recv_until_eof(s).count(b"200 OK") == 1
     with connect(http_server) as s:
         s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
         assert len(read_responses(s, 2)) == 2
@@ -162,36 +155,20 @@ def test_parse_requests_reports_requests_before_an_error() -> None:
     assert err is not None and err.status == 400
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("extra", [[], ["--loops", "2"], ["--loops", "2", "--reuse-port"]], ids=["1", "2", "2-reuseport"])
 def test_example_process_serves_and_exits_0_on_sigterm(extra: list[str]) -> None:
     """The README's main command: serves the seed response, SIGTERM stops it cleanly with exit code 0."""
-    port = _free_port()
-    proc = subprocess.Popen(
+    port = free_port()
+    with process_with_stderr(
         [sys.executable, "-m", "reactor.examples.http", "--port", str(port), "--host", "127.0.0.1", *extra],
-        stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()  # "listening on ..." once bound
-        assert b"listening" in line, line
+    ) as proc:
+        listening_line(proc)  # "listening on ..." once bound
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(GET * 4)
             assert len(read_responses(s, 4)) == 4
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def _ignore_sigint() -> None:
@@ -202,24 +179,15 @@ def _ignore_sigint() -> None:
 def test_example_process_exits_0_on_sigint(inherited: str) -> None:
     """Ctrl-C (SIGINT) stops the example cleanly too, even when started by a
     non-interactive shell in the background (SIGINT inherited as ignored)."""
-    port = _free_port()
-    proc = subprocess.Popen(
+    port = free_port()
+    with process_with_stderr(
         [sys.executable, "-m", "reactor.examples.http", "--port", str(port), "--host", "127.0.0.1"],
-        stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         preexec_fn=_ignore_sigint if inherited == "ignored" else None,
-    )
-    try:
-        assert proc.stderr is not None
-        assert b"listening" in proc.stderr.readline()
+    ) as proc:
+        listening_line(proc)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @pytest.mark.timeout(20)  # without the fix serve() never returns

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import socket
@@ -33,47 +34,18 @@ import pytest
 import reactor
 from reactor import Action, LoadBalancing
 
+import netsupport
+from netsupport import free_port
+
 SOCK_TIMEOUT = 5.0
 WAIT = 5.0  # upper bound for "this should happen soon"
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def free_port() -> int:
-    """A port nobody listens on right now (bind :0 with the stdlib, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    """Exactly ``n`` bytes (each recv bounded by the socket timeout); raises on EOF."""
-    buf = bytearray()
-    deadline = time.monotonic() + 4 * SOCK_TIMEOUT
-    while len(buf) < n:
-        assert time.monotonic() < deadline, f"received {len(buf)} of {n} bytes"
-        chunk = sock.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes: {bytes(buf[:64])!r}")
-        buf += chunk
-    return bytes(buf)
-
-
-def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> tuple[bytes, str]:
-    """Everything until the server closes: ``(data, "eof" | "reset")``.
-
-    A recv timeout propagates (the connection was *not* closed), as does
-    more than ``limit`` bytes.
-    """
-    buf = bytearray()
-    while len(buf) <= limit:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return bytes(buf), "reset"
-        if not chunk:
-            return bytes(buf), "eof"
-        buf += chunk
-    raise AssertionError(f"more than {limit} bytes before the close")
+#: Exactly n bytes (each recv bounded by the socket timeout, the whole read by four); raises on EOF.
+recv_exact = functools.partial(netsupport.recv_exact, timeout=4 * SOCK_TIMEOUT)
+#: Everything until the server closes: (data, "eof" | "reset"); at most 1 MiB.
+read_until_closed = functools.partial(netsupport.read_until_closed, limit=1 << 20)
 
 
 def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

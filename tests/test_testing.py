@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, Optional
 
 import pytest
-from netsupport import has_ipv6_loopback
+from netsupport import has_ipv6_loopback, recv_until_eof
 
 import reactor
 from reactor import Action
@@ -65,15 +65,6 @@ def recv_exactly(s: socket.socket, n: int) -> bytes:
         assert chunk, f"EOF after {data!r}, wanted {n} bytes"
         data += chunk
     return data
-
-
-def recv_until_eof(s: socket.socket) -> bytes:
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
 
 
 

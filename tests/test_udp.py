@@ -23,7 +23,7 @@ import time
 from typing import Any, Optional
 
 import pytest
-from netsupport import has_ipv6_loopback
+from netsupport import has_ipv6_loopback, wait_for
 
 import reactor
 from reactor import Action
@@ -161,15 +161,6 @@ def run_clients(n: int, body: Any) -> list[str]:
         t.join(max(0.0, end - time.monotonic()))
     assert not [t for t in threads if t.is_alive()], "UDP clients still running"
     return errors
-
-
-def wait_for(predicate: Any, timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 def sockets_bound_to_udp_port(port: int, table: str = "/proc/net/udp") -> int:

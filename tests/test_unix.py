@@ -28,6 +28,8 @@ import pytest
 
 from reactor import unix
 
+from netsupport import free_port
+
 WAIT_S = 1.0  # upper bound for any "this should be ready now" wait
 NB_CLOEXEC = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
 
@@ -114,13 +116,6 @@ def socketpair(stack: contextlib.ExitStack, blocking: bool = False) -> tuple[soc
     a.setblocking(blocking)
     b.setblocking(blocking)
     return a, b
-
-
-def free_closed_port(family: int = socket.AF_INET) -> int:
-    """A loopback port that was free a moment ago and has nothing listening now."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host_for(family), 0))
-        return s.getsockname()[1]
 
 
 def assert_os_error(exc: BaseException, err: int, syscall: str) -> None:
@@ -993,7 +988,7 @@ def test_eaddrinuse_on_second_bind(fds: Fds) -> None:
 def test_econnrefused_on_closed_port(fds: Fds) -> None:
     """A blocking connect to a loopback port nobody listens on fails with
     ConnectionRefusedError (ECONNREFUSED), like the stdlib's connect."""
-    port = free_closed_port()
+    port = free_port()  # free a moment ago, nothing listening now
     fd = fds.add(unix.socket(unix.AF_INET, unix.SOCK_STREAM))
     err = raises_os_error(
         errno.ECONNREFUSED, "connect", unix.connect, fd, unix.AF_INET, ("127.0.0.1", port)

@@ -47,6 +47,8 @@ from typing import Any, Optional
 import reactor
 from reactor import Action
 
+from netsupport import children_of  # tests/netsupport.py: this script's own folder
+
 
 class InitFailed(RuntimeError):
     """What ``--init-raise`` raises; the parent must re-raise this very type."""
@@ -55,18 +57,6 @@ class InitFailed(RuntimeError):
 def emit(**event: Any) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
-
-
-def children() -> list[int]:
-    """This process's live (or unreaped) children, from /proc."""
-    pids: list[int] = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/children") as f:
-                pids += [int(p) for p in f.read().split()]
-        except OSError:
-            pass
-    return sorted(pids)
 
 
 def nest_a_signal_in_the_stop_handler() -> None:
@@ -220,11 +210,11 @@ def main() -> int:
             run()
     except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt included: the test wants to know
         emit(ev="raised", type=type(e).__name__, module=type(e).__module__, errno=getattr(e, "errno", None),
-             msg=str(e), children=children())
+             msg=str(e), children=children_of(os.getpid()))
         return 3
     if stop_asked.is_set():
         stop_reported.wait(20)  # serve() may return before reactor.stop() does: report both
-    emit(ev="returned", children=children())
+    emit(ev="returned", children=children_of(os.getpid()))
     return 0
 
 

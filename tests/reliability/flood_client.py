@@ -16,12 +16,16 @@ a message naming the client and offset on the first mismatch, EOF or stall.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import socket
 import sys
 import time
 
-from reliability_support import PRNGStream
+# reliability_support imports netsupport, from tests/ (on sys.path under pytest, not in this script).
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from reliability_support import PRNGStream  # noqa: E402
 
 STALL = 20.0  # seconds without any progress on any client: fail instead of hanging
 

@@ -8,6 +8,7 @@ test thread, so a failing check is never mistaken for a server error.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -22,6 +23,8 @@ from typing import Any, Optional, Union
 
 import reactor
 from reactor import Action
+
+import netsupport  # tests/netsupport.py: tests/ is on sys.path (tests/conftest.py's folder)
 
 #: RELIABILITY_FULL=1 runs the full-size variants (see docs/reliability.md).
 FULL = os.environ.get("RELIABILITY_FULL", "") not in ("", "0")
@@ -79,35 +82,10 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def recv_exact(sock: socket.socket, n: int, timeout: float = 4 * SOCK_TIMEOUT) -> bytes:
-    """Exactly ``n`` bytes; raises ConnectionError on EOF, AssertionError past ``timeout``."""
-    buf = bytearray()
-    deadline = time.monotonic() + timeout
-    while len(buf) < n:
-        assert time.monotonic() < deadline, f"received {len(buf)} of {n} bytes in {timeout:g} s"
-        chunk = sock.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
-
-
-def read_until_closed(sock: socket.socket, limit: int = 64 << 20) -> tuple[bytes, str]:
-    """Everything until the peer closes: ``(data, "eof" | "reset")``.
-
-    A recv timeout propagates (the connection was *not* closed); so does more
-    than ``limit`` bytes.
-    """
-    buf = bytearray()
-    while len(buf) <= limit:
-        try:
-            chunk = sock.recv(1 << 20)
-        except ConnectionResetError:
-            return bytes(buf), "reset"
-        if not chunk:
-            return bytes(buf), "eof"
-        buf += chunk
-    raise AssertionError(f"more than {limit} bytes before the close")
+#: Exactly ``n`` bytes; raises ConnectionError on EOF, AssertionError past ``timeout`` (default 40 s).
+recv_exact = functools.partial(netsupport.recv_exact, timeout=4 * SOCK_TIMEOUT)
+#: Everything until the peer closes: ``(data, "eof" | "reset")``; at most ``limit`` (default 64 MiB).
+read_until_closed = functools.partial(netsupport.read_until_closed, limit=64 << 20)
 
 
 def echo_round_trip(sock: socket.socket, data: bytes = b"ping\n") -> None:
@@ -115,13 +93,6 @@ def echo_round_trip(sock: socket.socket, data: bytes = b"ping\n") -> None:
     sock.sendall(data)
     got = recv_exact(sock, len(data))
     assert got == data, f"echo mismatch: sent {data[:40]!r}, got {got[:40]!r}"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening_on(port: int) -> bool:
@@ -216,22 +187,6 @@ def settled_rss() -> int:
     """RSS after a full collection (what is still referenced, not garbage)."""
     gc.collect()
     return rss_bytes()
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (every thread's ``children`` list)."""
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            pass
-    return out
 
 
 # --- server side ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import pytest
 
 import reactor
 from reactor import Action
+
+from netsupport import open_fds
 from reliability_support import (
     SOCK_TIMEOUT,
     Recorder,
@@ -261,16 +263,6 @@ def test_wrong_data_type_error_names_the_callback(fault: str, start_server: Any,
     assert f"{callback}()" in str(err), f"{err!r} does not name {callback}()"
 
 
-def _open_fds() -> dict[int, str]:
-    out = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            pass
-    return out
-
-
 @pytest.mark.allow_leaks  # checked here instead, so that a leak is reported and then cleaned up
 def test_on_init_complete_raising_leaks_nothing() -> None:
     """serve() re-raises on_init_complete's exception with nothing left open.
@@ -282,11 +274,11 @@ def test_on_init_complete_raising_leaks_nothing() -> None:
         def on_init_complete(self, server: reactor.Server) -> Action:
             raise Boom("init failed")
 
-    before = _open_fds()
+    before = open_fds()
     with pytest.raises(Boom):
         reactor.serve(FailsAtInit(), "tcp://127.0.0.1:0")
     time.sleep(0.05)
-    leaked = {fd: target for fd, target in _open_fds().items() if fd not in before}
+    leaked = {fd: target for fd, target in open_fds().items() if fd not in before}
     for fd in leaked:  # leave the session clean whatever the outcome
         try:
             os.close(fd)

@@ -33,6 +33,19 @@ MiB = 1024 * 1024
 READ_CAP = 64 * 1024  # the default read_buffer_cap: the most one read adds
 
 
+def send_until_refused(sock: socket.socket, chunk: bytes, total: int, prefix: bytes = b"") -> tuple[int, Optional[str]]:
+    """Send ``prefix``, then ``chunk`` again and again up to ``total`` bytes, until the server cuts the
+    connection: ``(bytes of chunk sent, the error's class name)``, or ``(sent, None)`` if all of it went."""
+    sent = 0
+    try:
+        sock.sendall(prefix)
+        while sent < total:
+            sent += sock.send(chunk)
+    except (BrokenPipeError, ConnectionResetError) as e:
+        return sent, type(e).__name__
+    return sent, None
+
+
 class RecordingHTTP(HTTPServer, Recorder):
     """The example's handler, plus Recorder's bookkeeping of opens and closes."""
 
@@ -130,21 +143,9 @@ def test_http_10_mib_header_block_gets_431_with_bounded_buffering(start_server: 
     baseline = settled_rss()
     bad = socks.connect(bg.addr, sndbuf=64 * 1024)
     bad_conn = h.conn_for(bad)
-    chunk = b"a" * (64 * 1024)
-    total = 10 * MiB
-
-    def send_header_block() -> tuple[int, Optional[str]]:
-        sent = 0
-        try:
-            bad.sendall(b"GET / HTTP/1.1\r\nX-Huge: ")
-            while sent < total:
-                sent += bad.send(chunk)
-        except (BrokenPipeError, ConnectionResetError) as e:
-            return sent, type(e).__name__
-        return sent, None
-
     with Sampler(bad_conn.inbound_buffered) as inbound, Sampler(rss_bytes, 0.005) as rss:
-        sender = Worker(send_header_block, "rel-huge-header")
+        sender = Worker(lambda: send_until_refused(bad, b"a" * (64 * 1024), 10 * MiB, b"GET / HTTP/1.1\r\nX-Huge: "),
+                        "rel-huge-header")
         data, _how = read_until_closed(bad)
         sent, stopped_by = sender.result()
     assert data.startswith(b"HTTP/1.1 431 "), data[:120]
@@ -237,19 +238,7 @@ def test_line_without_newline_is_refused_after_max_frame_length(start_server: An
     good = socks.connect(bg.addr)
     bad = socks.connect(bg.addr, sndbuf=64 * 1024)
     bad_conn = h.conn_for(bad)
-    chunk = b"x" * (64 * 1024)
-    total = 10 * MiB
-
-    def send_endless_line() -> tuple[int, Optional[str]]:
-        sent = 0
-        try:
-            while sent < total:
-                sent += bad.send(chunk)
-        except (BrokenPipeError, ConnectionResetError) as e:
-            return sent, type(e).__name__
-        return sent, None
-
-    sender = Worker(send_endless_line, "rel-endless-line")
+    sender = Worker(lambda: send_until_refused(bad, b"x" * (64 * 1024), 10 * MiB), "rel-endless-line")
     err = h.error_of(bad_conn, timeout=20)
     sent, stopped_by = sender.result()
     assert isinstance(err, reactor.FrameTooLongError), repr(err)

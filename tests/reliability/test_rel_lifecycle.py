@@ -30,6 +30,8 @@ import pytest
 
 import reactor
 from reactor import Action
+
+from netsupport import children_of, free_port
 from reliability_support import (
     FULL,
     SOCK_TIMEOUT,
@@ -37,11 +39,9 @@ from reliability_support import (
     Recorder,
     ServerThread,
     Worker,
-    children_of,
     connect,
     echo_round_trip,
     fd_count,
-    free_port,
     port_is_free,
     read_until_closed,
     recv_exact,
