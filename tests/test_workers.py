@@ -144,9 +144,11 @@ class Group:
         self.proc.stdin.flush()
 
     def describe(self) -> str:
-        self.stderr.flush()
-        self.stderr.seek(0)
-        err = self.stderr.read().decode(errors="replace")
+        # pread, not seek + read: the processes writing this file share its
+        # offset with us (one open file description), so a seek(0) here
+        # made their next line land at offset 0, over what was there.
+        fd = self.stderr.fileno()
+        err = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
         return "stdout:\n" + "\n".join(self.lines) + "\nstderr:\n" + err[-3000:]
 
     # --- cleanup -----------------------------------------------------------------------------------
