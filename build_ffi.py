@@ -2,7 +2,7 @@
 
 setuptools runs this through ``setup.py``'s ``cffi_modules`` and produces the
 extension ``reactor._sys`` (``ffi`` and ``lib`` only). Everything above it in
-reactor talks to the kernel through :mod:`reactor.unix`.
+reactor talks to the kernel through :mod:`reactor.internal.unix`.
 
 Why API mode (``set_source``) and not ABI mode (``dlopen``): the C compiler
 checks every declaration against the real glibc headers when the module is

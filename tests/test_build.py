@@ -2,7 +2,7 @@
 system's, and ``struct epoll_event`` has the layout the kernel writes.
 
 The constant check is programmatic: every upper-case int that
-``reactor.unix`` exports is looked up in the stdlib modules that mirror the C
+``reactor.internal.unix`` exports is looked up in the stdlib modules that mirror the C
 headers (``select``, ``socket``, ``fcntl``, ``os``). A name with no stdlib
 counterpart must be listed in ``NO_STDLIB_COUNTERPART`` (and is then checked
 another way), so a constant added later cannot slip through unchecked.
@@ -22,7 +22,7 @@ from types import ModuleType
 import pytest
 
 import reactor._sys
-from reactor import unix
+from reactor.internal import unix
 from reactor._sys import ffi, lib
 
 #: The stdlib modules that expose the same C header constants.
@@ -40,7 +40,7 @@ NO_STDLIB_COUNTERPART: dict[str, int | None] = {
 
 
 def exported_constants() -> dict[str, int]:
-    """The public upper-case int constants of reactor.unix."""
+    """The public upper-case int constants of reactor.internal.unix."""
     return {
         name: value
         for name, value in vars(unix).items()
@@ -69,9 +69,9 @@ def load_build_ffi() -> ModuleType:
 
 def test_extension_imports() -> None:
     """The compiled module ``reactor._sys`` loads and exposes ``ffi`` and ``lib``
-    with the syscalls and C helpers reactor.unix calls."""
+    with the syscalls and C helpers reactor.internal.unix calls."""
     assert reactor._sys.__file__.endswith(".so")  # the compiled API-mode module
-    assert unix.ffi is ffi and unix.lib is lib  # and the one reactor.unix calls
+    assert unix.ffi is ffi and unix.lib is lib  # and the one reactor.internal.unix calls
     assert ffi.typeof("struct epoll_event").kind == "struct"
     for name in (
         "socket", "setsockopt", "getsockopt", "bind", "listen", "accept4", "connect",
@@ -84,16 +84,16 @@ def test_extension_imports() -> None:
 
 def test_every_builder_constant_is_exported() -> None:
     """Each constant build_ffi.py asks the compiler for is re-exported by
-    reactor.unix with the compiled value, as a plain Python int."""
+    reactor.internal.unix with the compiled value, as a plain Python int."""
     declared = load_build_ffi()._CONSTANTS
     assert len(declared) == len(set(declared)), "duplicate name in build_ffi._CONSTANTS"
     missing = [name for name in declared if name not in CONSTANTS]
-    assert not missing, f"declared in build_ffi.py but not exported by reactor.unix: {missing}"
+    assert not missing, f"declared in build_ffi.py but not exported by reactor.internal.unix: {missing}"
     for name in declared:
         assert type(CONSTANTS[name]) is int, name
         assert CONSTANTS[name] == getattr(lib, name), name
     extra = sorted(set(CONSTANTS) - set(declared))
-    assert not extra, f"reactor.unix exports constants not from the headers: {extra}"
+    assert not extra, f"reactor.internal.unix exports constants not from the headers: {extra}"
 
 
 def test_every_constant_is_checked() -> None:

@@ -11,7 +11,7 @@
   getattr), every name in ``reactor.__all__`` appears, every status is one of
   the allowed words; with gnet's git history at hand (``GNET_REPO``, default
   the local mirror) every gnet file exists at its tag and names its symbol.
-* docs/architecture.md quotes every ``Invariant:`` comment of src/reactor/ verbatim.
+* docs/architecture.md quotes every ``Invariant:`` comment of reactor/ verbatim.
 * docs/syscalls-trace.txt is a real capture (scripts/trace_syscalls.py) that
   shows the calls docs/syscalls.md walks through, in order, and every trace
   line the page quotes; the script itself is tested (and run when strace works).
@@ -368,13 +368,25 @@ def test_index_setup_commands_match_readme(marker: str) -> None:
 # --------------------------------------------------------------------------------------------------
 MAPPING = DOCS / "gnet-mapping.md"
 MAPPING_HEADER = ["gnet symbol", "gnet file", "reactor symbol", "reactor module", "status", "difference and why"]
-SYSCALL_HEADER = ["x/sys/unix call", "C prototype", "reactor.unix function", "errno surfaced", "EINTR policy"]
+SYSCALL_HEADER = ["x/sys/unix call", "C prototype", "reactor.internal.unix function", "errno surfaced", "EINTR policy"]
 STATUSES = {"same", "adapted", "omitted", "new"}
 DASH = "—"
 DOTTED = re.compile(r"^reactor(\.\w+)+$")
-#: Modules whose public names the mapping must cover: all of src/reactor/
+#: Modules whose public names the mapping must cover: all of reactor/
 #: except the package itself and the test helpers (documented in testing.md).
 NOT_MAPPED = {"__init__", "testing", "pytest_plugin"}
+
+
+def package_modules() -> list[tuple[str, Path]]:
+    """``(dotted name, path)`` of every library module (not the examples, tests helpers or _sys)."""
+    found = []
+    for path in sorted((ROOT / "reactor").rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = rel.parts
+        if parts[1] in ("examples", "testing") or path.stem in NOT_MAPPED or path.stem.startswith("_"):
+            continue
+        found.append((".".join(parts), path))
+    return found
 
 
 def split_row(line: str) -> list[str]:
@@ -530,7 +542,7 @@ def test_every_syscall_wrapper_in_the_mapping_exists() -> None:
     named = set()
     for row in rows:
         for dotted in code_spans(row[2]):
-            assert dotted.startswith("reactor.unix."), dotted
+            assert dotted.startswith("reactor.internal.unix."), dotted
             assert callable(resolve(dotted)), dotted
             named.add(dotted)
         assert row[4], f"{row[0]}: no EINTR policy"
@@ -557,14 +569,12 @@ def test_every_public_name_of_reactor_is_in_the_mapping() -> None:
 def test_every_public_name_of_every_module_is_in_the_mapping() -> None:
     objects = mapped_objects()
     missing = []
-    for path in sorted((ROOT / "src" / "reactor").glob("*.py")):
-        if path.stem in NOT_MAPPED:
-            continue
-        module = importlib.import_module(f"reactor.{path.stem}")
+    for dotted, _path in package_modules():
+        module = importlib.import_module(dotted)
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
             if not any(o is obj for o in objects):
-                missing.append(f"reactor.{path.stem}.{name}")
+                missing.append(f"{dotted}.{name}")
     assert not missing, f"public names missing from docs/gnet-mapping.md: {missing}"
 
 
@@ -607,11 +617,9 @@ def test_every_gnet_file_exists_at_its_tag_and_names_its_symbol() -> None:
 # docs/architecture.md quotes every invariant of the code
 # --------------------------------------------------------------------------------------------------
 def source_invariants() -> list[tuple[str, str]]:
-    """``(module file, text)`` for each "Invariant" paragraph in src/reactor/."""
+    """``(module file, text)`` for each "Invariant" paragraph in reactor/."""
     found = []
-    for path in sorted((ROOT / "src" / "reactor").glob("*.py")):
-        if path.stem in NOT_MAPPED - {"__init__"}:
-            continue
+    for _dotted, path in package_modules():
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             if not re.search(r"\bInvariant\b", line):
@@ -861,7 +869,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         workdir.mkdir()
         shutil.copy(ROOT / "mkdocs.yml", workdir / "mkdocs.yml")
         shutil.copytree(DOCS, workdir / "docs", ignore=shutil.ignore_patterns("__pycache__"))
-        (workdir / "src").symlink_to(ROOT / "src")
+        (workdir / "reactor").symlink_to(ROOT / "reactor")
         for page in missing:
             (workdir / "docs" / page).write_text(f"# {page}\n\nNot written yet.\n")
     result = subprocess.run(
@@ -889,14 +897,14 @@ PROSE_CLASSES = {
     "EventLoop": "reactor.eventloop.EventLoop",
     "Engine": "reactor.server.Engine",
     "Server": "reactor.server.Server",
-    "Poller": "reactor.netpoll.Poller",
+    "Poller": "reactor.internal.netpoll.Poller",
     "Conn": "reactor.connection.Conn",
     "UDPConn": "reactor.connection.UDPConn",
     "Listener": "reactor.listener.Listener",
     "Client": "reactor.client.Client",
-    "RingBuffer": "reactor.ringbuffer.RingBuffer",
-    "ListBuffer": "reactor.listbuffer.ListBuffer",
-    "TimerQueue": "reactor.timers.TimerQueue",
+    "RingBuffer": "reactor.pkg.ringbuffer.RingBuffer",
+    "ListBuffer": "reactor.pkg.listbuffer.ListBuffer",
+    "TimerQueue": "reactor.internal.timers.TimerQueue",
     "Options": "reactor.options.Options",
     "EventServer": "reactor.handler.EventServer",
     "Action": "reactor.handler.Action",
@@ -904,7 +912,8 @@ PROSE_CLASSES = {
     "HTTPCodec": "reactor.examples.http.HTTPCodec",
     "HTTPServer": "reactor.examples.http.HTTPServer",
 }
-PROSE_MODULES = ("unix", "sockets", "listener", "netpoll", "timers", "eventloop", "server", "connection")
+#: A module's short name in prose -> its dotted name.
+PROSE_MODULES = {path.stem: dotted for dotted, path in package_modules()}
 
 
 def test_prose_names_existing_functions() -> None:
@@ -920,7 +929,7 @@ def test_prose_names_existing_functions() -> None:
             if head in PROSE_CLASSES:
                 dotted = f"{PROSE_CLASSES[head]}.{attr}"
             elif head in PROSE_MODULES:
-                dotted = f"reactor.{head}.{attr}"
+                dotted = f"{PROSE_MODULES[head]}.{attr}"
             else:
                 continue
             try:

@@ -1,10 +1,10 @@
-"""reactor.listbuffer.ListBuffer: a connection's queue of pending output chunks."""
+"""reactor.pkg.listbuffer.ListBuffer: a connection's queue of pending output chunks."""
 
 from __future__ import annotations
 
 import random
 
-from reactor.listbuffer import ListBuffer
+from reactor.pkg.listbuffer import ListBuffer
 
 
 def contents(lb: ListBuffer) -> bytes:

@@ -1,4 +1,4 @@
-"""reactor.listener and reactor.sockets: address parsing, resolution, listening sockets.
+"""reactor.listener and reactor.internal.sockets: address parsing, resolution, listening sockets.
 
 Everything runs against the real kernel: sockets are bound on loopback or
 in ``tmp_path`` and checked with stdlib clients. Every fd a test opens is
@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from reactor import unix
+from reactor.internal import unix
 from reactor.errors import InvalidNetworkAddressError, UnsupportedProtocolError
 from reactor.listener import Listener, init_listener, parse_proto_addr
 from reactor.options import Options
-from reactor.sockets import (
+from reactor.internal.sockets import (
     SockOpt,
     max_listener_backlog,
     resolve_tcp_addr,

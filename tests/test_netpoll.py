@@ -1,4 +1,4 @@
-"""reactor.netpoll.Poller against a real epoll instance and eventfd (no mocks).
+"""reactor.internal.netpoll.Poller against a real epoll instance and eventfd (no mocks).
 
 ``polling`` runs on a background thread, as an event loop would; every test
 stops it the way the server does, with an urgent task that raises
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import reactor
-from reactor import unix
+from reactor.internal import unix
 from reactor.errors import EngineShutdown
-from reactor.netpoll import (
+from reactor.internal.netpoll import (
     INIT_POLL_EVENTS_CAP,
     MAX_ASYNC_TASKS_AT_ONE_TIME,
     Poller,

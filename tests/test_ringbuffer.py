@@ -1,4 +1,4 @@
-"""reactor.ringbuffer.RingBuffer: the inbound byte ring.
+"""reactor.pkg.ringbuffer.RingBuffer: the inbound byte ring.
 
 The first tests port the scenarios of gnet v1.6.7's
 ``pkg/ringbuffer/ring_buffer_test.go`` (Write, Read, grow, zero-size ring,
@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from reactor.ringbuffer import RingBuffer
+from reactor.pkg.ringbuffer import RingBuffer
 
 
 def check(rb: RingBuffer, expected: bytes) -> None:

@@ -1,4 +1,4 @@
-"""reactor.unix against real kernel objects: no mocks.
+"""reactor.internal.unix against real kernel objects: no mocks.
 
 Every test talks to the kernel through loopback TCP/UDP on 127.0.0.1 and ::1,
 AF_UNIX sockets in ``tmp_path`` or the abstract namespace, eventfds and epoll
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from reactor import unix
+from reactor.internal import unix
 
 from netsupport import free_port
 
@@ -87,7 +87,7 @@ def host_for(family: int) -> str:
 
 
 def listener(fds: Fds, family: int = unix.AF_INET, flags: int = NB_CLOEXEC) -> tuple[int, object]:
-    """A TCP listening socket made entirely with reactor.unix; returns (fd, address)."""
+    """A TCP listening socket made entirely with reactor.internal.unix; returns (fd, address)."""
     fd = fds.add(unix.socket(family, unix.SOCK_STREAM | flags))
     unix.bind(fd, family, (host_for(family), 0))
     unix.listen(fd, 16)
@@ -347,7 +347,7 @@ def test_read_returns_empty_bytes_at_eof(fds: Fds, stack) -> None:
 # --- recvfrom / sendto --------------------------------------------------------
 @pytest.mark.parametrize("family", [unix.AF_INET, unix.AF_INET6], ids=["ipv4", "ipv6"])
 def test_udp_sendto_recvfrom(fds: Fds, stack, family: int) -> None:
-    """Datagrams go both ways between a reactor.unix UDP socket and a stdlib
+    """Datagrams go both ways between a reactor.internal.unix UDP socket and a stdlib
     one; each side sees the other's address in the stdlib shape."""
     host = host_for(family)
     fd = fds.add(unix.socket(family, unix.SOCK_DGRAM | NB_CLOEXEC))

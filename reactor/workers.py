@@ -46,7 +46,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from . import unix
+from .internal import unix
 from .errors import WorkerError
 from .listener import Listener
 

@@ -28,13 +28,13 @@ import socket as _socket
 import threading
 from typing import Any, Optional
 
-from . import sockets, unix
+from .internal import sockets, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import EngineShutdown, ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
 from .handler import Action
-from .netpoll import Poller
+from .internal.netpoll import Poller
 from .options import Options, make_logger, normalize_read_buffer_cap
 from .server import Server, _CompleteHandler
 

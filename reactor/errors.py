@@ -2,7 +2,7 @@
 
 gnet counterpart: ``pkg/errors/errors.go`` (v1.6.7). Go's sentinel ``ErrX``
 values become ``XError`` classes. Syscall failures are never wrapped: they
-stay the plain ``OSError`` subclasses raised by :mod:`reactor.unix`.
+stay the plain ``OSError`` subclasses raised by :mod:`reactor.internal.unix`.
 """
 
 from __future__ import annotations

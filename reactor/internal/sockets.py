@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import unix
-from .errors import InvalidNetworkAddressError
+from ..errors import InvalidNetworkAddressError
 
 __all__ = [
     "SockOpt",

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import unix
-from .errors import EngineShutdown, ServerInShutdownError
+from ..errors import EngineShutdown, ServerInShutdownError
 from .timers import TimerQueue
 
 __all__ = [

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from .unix import Address
+    from .internal.unix import Address
 
 __all__ = [
     "LoadBalancer",

@@ -26,7 +26,7 @@ import socket as _socket
 import stat
 import threading
 
-from . import sockets, unix
+from .internal import sockets, unix
 from .errors import InvalidNetworkAddressError, UnsupportedProtocolError
 from .options import Options
 

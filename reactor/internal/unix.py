@@ -49,7 +49,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn, Union
 
-from ._sys import ffi, lib
+try:
+    from .._sys import ffi, lib
+except ImportError as _e:  # pragma: no cover - exercised by tests/unit/test_build.py in a subprocess
+    # A source checkout has no compiled extension until it is built; say how,
+    # instead of failing later with an obscure AttributeError.
+    raise ImportError(
+        "reactor's compiled CFFI module reactor._sys is missing (a source tree that was never built?). "
+        "Install the package, e.g. `pip install -e .` from the repository root (it builds reactor/_sys in "
+        "place), or build it there with `python build_ffi.py`."
+    ) from _e
 
 __all__ = [
     "Address",

@@ -32,9 +32,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import unix
-from .listbuffer import ListBuffer
-from .ringbuffer import RingBuffer
+from .internal import unix
+from .pkg.listbuffer import ListBuffer
+from .pkg.ringbuffer import RingBuffer
 
 if TYPE_CHECKING:
     from .eventloop import EventLoop
@@ -440,7 +440,7 @@ class Conn:
 
         Safe from any thread. When it fires, ``on_closed`` receives a
         ``TimeoutError``. Implemented with the loop's timer heap (see
-        ``reactor.timers``), not a thread per connection. gnet v2 declares
+        ``reactor.internal.timers``), not a thread per connection. gnet v2 declares
         ``SetDeadline`` but returns ``ErrUnsupportedOp``; its users asked for
         this for years. A typical use is a per-request deadline: set it in
         ``on_opened``, push it on in ``react`` after each complete request.

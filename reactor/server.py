@@ -37,7 +37,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from . import sockets, unix
+from .internal import sockets, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn
 from .errors import ServerInShutdownError
@@ -45,7 +45,7 @@ from .eventloop import EventLoop, shutdown_task
 from .handler import CALLBACK_NAMES, Action, EventServer
 from .listener import Listener, init_listener, parse_proto_addr
 from .load_balancer import LoadBalancer, new_load_balancer
-from .netpoll import Poller
+from .internal.netpoll import Poller
 from .options import Options, make_logger
 
 if TYPE_CHECKING:

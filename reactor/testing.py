@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
-from . import sockets, unix
+from .internal import sockets, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import CodecError, ServerInShutdownError

@@ -42,13 +42,13 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import unix
+from .internal import unix
 from .connection import _NO_INBOUND, Conn, UDPConn
 from .errors import CodecError, EngineShutdown, ServerInShutdownError
 from .handler import Action, EventServer
-from .listbuffer import ListBuffer
-from .timers import TimerQueue
-from .netpoll import (
+from .pkg.listbuffer import ListBuffer
+from .internal.timers import TimerQueue
+from .internal.netpoll import (
     IN_EVENTS,
     OUT_EVENTS,
     READ_EVENTS,

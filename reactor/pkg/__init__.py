@@ -1,0 +1,1 @@
+"""Data structures with no knowledge of sockets or loops (gnet: ``pkg/``): the buffers."""
