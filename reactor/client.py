@@ -33,10 +33,10 @@ from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import EngineShutdown, ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
-from .handler import Action
+from .handler import Action, complete_handler
 from .internal.netpoll import Poller
 from .options import Options, make_logger, normalize_read_buffer_cap
-from .server import Server, _CompleteHandler
+from .server import Server
 
 __all__ = ["Client"]
 
@@ -47,7 +47,7 @@ class _ClientEngine:
     """What an EventLoop needs from its owner, for a client (gnet: the client struct's fields)."""
 
     def __init__(self, handler: Any, opts: Options, logger: logging.Logger) -> None:
-        self.handler = _CompleteHandler.wrap(handler)
+        self.handler = complete_handler(handler)
         self.opts = opts
         self.logger = logger
         self.codec = opts.codec if opts.codec is not None else BuiltInFrameCodec()

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .internal import unix
 from .connection import _NO_INBOUND, Conn, UDPConn
 from .errors import CodecError, EngineShutdown, ServerInShutdownError
-from .handler import Action, EventServer
+from .handler import Action, overridden
 from .pkg.listbuffer import ListBuffer
 from .internal.timers import TimerQueue
 from .internal.netpoll import (
@@ -84,20 +84,6 @@ _unpack = unix.ffi.unpack
 _ffi = unix.ffi
 _write_nowait = unix.write_nowait
 _writev_nowait = unix.writev_nowait
-
-
-def _overridden(handler: Any, name: str) -> Any:
-    """The handler's bound method ``name``, or None when it is EventServer's no-op.
-
-    ``pre_write``/``after_write`` run around every write; skipping the
-    no-op saves two Python calls per write for handlers that don't use them.
-    """
-    method = getattr(handler, name, None)
-    if method is None:
-        return None
-    if getattr(type(handler), name, None) is getattr(EventServer, name):
-        return None
-    return method
 
 
 def _send_head(fd: int, outbound: ListBuffer, max_bytes: int) -> int:
@@ -163,8 +149,8 @@ class EventLoop:
         handler = engine.handler
         self.handler = handler
         self._react = handler.react
-        self.pre_write = _overridden(handler, "pre_write")
-        self.after_write = _overridden(handler, "after_write")
+        self.pre_write = overridden(handler, "pre_write")
+        self.after_write = overridden(handler, "after_write")
         codec = engine.codec
         self.codec = codec
         self._decode = codec.decode

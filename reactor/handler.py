@@ -9,13 +9,13 @@ goroutine (so state it shares with other callbacks needs a lock).
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Optional, Protocol, Tuple, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, runtime_checkable
 
 if TYPE_CHECKING:
     from .connection import Conn
     from .server import Server
 
-__all__ = ["CALLBACK_NAMES", "Action", "EventHandler", "EventServer"]
+__all__ = ["CALLBACK_NAMES", "Action", "EventHandler", "EventServer", "complete_handler", "overridden", "overrides"]
 
 #: Every callback of the handler protocol, in gnet's order.
 CALLBACK_NAMES = (
@@ -116,3 +116,48 @@ class EventServer:
 
     def tick(self) -> Tuple[float, Action]:
         return 0.0, Action.NONE
+
+
+# --- introspection: the one place that knows a handler's shape -------------------------------------------------
+def overridden(handler: Any, name: str) -> Optional[Callable[..., Any]]:
+    """``handler``'s bound callback ``name``, or None when it is missing or EventServer's no-op.
+
+    The engine skips a no-op ``pre_write``/``after_write`` entirely (two
+    Python calls saved per write), and the testing proxies forward only what
+    the user's handler really defines, so both ask this one function.
+    """
+    method = getattr(handler, name, None)
+    if not callable(method):
+        return None
+    if getattr(type(handler), name, None) is getattr(EventServer, name):
+        return None
+    return method  # type: ignore[no-any-return]
+
+
+def overrides(handler: Any, name: str) -> bool:
+    """Whether the engine will call ``handler.<name>`` as user code (not EventServer's no-op)."""
+    return overridden(handler, name) is not None
+
+
+def complete_handler(handler: Any) -> Any:
+    """``handler`` itself, or a stand-in filling EventServer's no-op for each callback it lacks.
+
+    gnet's users embed ``gnet.EventServer`` to get the defaults; Python
+    users may instead pass a duck-typed object with only some callbacks.
+
+    :raises TypeError: ``handler`` implements none of the callbacks (a
+        class instead of an instance, a function, a codec ...).
+    """
+    missing = [name for name in CALLBACK_NAMES if not callable(getattr(handler, name, None))]
+    if not missing:
+        return handler
+    if len(missing) == len(CALLBACK_NAMES):
+        raise TypeError(
+            f"handler {handler!r} implements none of the callbacks ({', '.join(CALLBACK_NAMES)}); "
+            "inherit from reactor.EventServer and override the ones you need"
+        )
+    defaults = EventServer()
+    stand_in = type("HandlerWithDefaults", (), {})()
+    for name in CALLBACK_NAMES:
+        setattr(stand_in, name, getattr(defaults if name in missing else handler, name))
+    return stand_in

@@ -42,7 +42,7 @@ from .codec import BuiltInFrameCodec
 from .connection import Conn
 from .errors import ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
-from .handler import CALLBACK_NAMES, Action, EventServer
+from .handler import Action, complete_handler
 from .listener import Listener, init_listener, parse_proto_addr
 from .load_balancer import LoadBalancer, new_load_balancer
 from .internal.netpoll import Poller
@@ -186,7 +186,7 @@ class Engine:
         proto_addr: str,
         logger: logging.Logger,
     ) -> None:
-        self.handler = _CompleteHandler.wrap(handler)
+        self.handler = complete_handler(handler)
         self.ln = ln
         self.opts = opts
         self.proto_addr = proto_addr
@@ -455,26 +455,6 @@ class Engine:
         """Release what ``start`` may have opened when it failed half-way."""
         self.signal_shutdown()
         self._stop_everything()
-
-
-class _CompleteHandler:
-    """Fills in EventServer's no-op for each callback a duck-typed handler lacks."""
-
-    @staticmethod
-    def wrap(handler: Any) -> Any:
-        missing = [name for name in CALLBACK_NAMES if not callable(getattr(handler, name, None))]
-        if not missing:
-            return handler
-        if all(not callable(getattr(handler, name, None)) for name in CALLBACK_NAMES):
-            raise TypeError(
-                f"handler {handler!r} implements none of the callbacks ({', '.join(CALLBACK_NAMES)}); "
-                "inherit from reactor.EventServer and override the ones you need"
-            )
-        defaults = EventServer()
-        proxy = type("HandlerWithDefaults", (), {})()
-        for name in CALLBACK_NAMES:
-            setattr(proxy, name, getattr(handler, name) if name not in missing else getattr(defaults, name))
-        return proxy
 
 
 # --- the public entry points (gnet: Serve, Stop) -----------------------------------------------------------
