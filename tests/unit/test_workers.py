@@ -1,7 +1,7 @@
 """``serve(..., workers=N)``: N forked processes, one SO_REUSEPORT listener each.
 
 The test process never forks: every server here is a subprocess, either
-tests/workers_server.py (which reports what its parent and workers do as JSON
+tests/unit/workers_server.py (which reports what its parent and workers do as JSON
 lines on stdout, see its docstring) or ``python -m reactor.examples.http``.
 Each subprocess runs in a session of its own, so that a test can signal the
 whole group as a terminal's Ctrl-C does, and so that the ``finally`` of every

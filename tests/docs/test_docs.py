@@ -48,7 +48,7 @@ import reactor
 
 from netsupport import listening_line, process_with_stderr
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 GNET_REPO = Path(os.environ.get("GNET_REPO", "/work/.mirror/panjf2000+gnet/repo"))

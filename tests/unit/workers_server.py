@@ -1,6 +1,6 @@
-"""A ``serve(..., workers=N)`` program for tests/test_workers.py, run as a subprocess.
+"""A ``serve(..., workers=N)`` program for tests/unit/test_workers.py, run as a subprocess.
 
-    python tests/workers_server.py ADDR --workers N [--loops L] [--signals stop|none]
+    python tests/unit/workers_server.py ADDR --workers N [--loops L] [--signals stop|none]
         [--init-shutdown K] [--init-raise K] [--tick-shutdown K] [--nest-signal K] [--in-thread]
 
 The test suite never forks its own process: this script is the parent that
@@ -47,7 +47,10 @@ from typing import Any, Optional
 import reactor
 from reactor import Action
 
-from netsupport import children_of  # tests/netsupport.py: this script's own folder
+# netsupport is tests/netsupport.py, one folder up: not on the sys.path of this subprocess.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from netsupport import children_of  # noqa: E402
 
 
 class InitFailed(RuntimeError):

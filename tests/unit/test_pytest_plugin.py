@@ -21,7 +21,7 @@ pytest_plugins = ["pytester"]
 PLUGIN = "reactor.pytest_plugin"
 PLUGIN_INSTALLED = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
 PLUGIN_ARGS: tuple[str, ...] = () if PLUGIN_INSTALLED else ("-p", PLUGIN)
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 # Inner sessions skip the cache and hypothesis's plugin: the latter imports all of
 # hypothesis (about a second) in every in-process session, as pytester unloads it
 # after each one.

@@ -59,7 +59,7 @@ WITH_STDLIB = sorted(name for name in CONSTANTS if stdlib_values(name))
 
 def load_build_ffi() -> ModuleType:
     """Import the repository's build_ffi.py (it sits outside the package)."""
-    path = Path(__file__).resolve().parent.parent / "build_ffi.py"
+    path = Path(__file__).resolve().parents[2] / "build_ffi.py"
     spec = importlib.util.spec_from_file_location("_reactor_build_ffi", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
