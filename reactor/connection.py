@@ -19,6 +19,26 @@ present the concatenation ``inbound ‖ buffer``, as gnet's do. After the
 decode loop, whatever is left of ``_buffer`` is copied into ``_inbound``,
 because the loop's buffer is reused by the next read on any connection.
 
+Who owns what. The connection owns its buffers and its interest state
+machine; the event loop owns the syscalls that move bytes (``read(2)`` into
+its shared buffer, the EPOLLOUT flush) and the fd's life (registration,
+close, ``on_closed``). The loop never assigns a ``Conn`` field: it calls the
+methods in the "event loop's side" section below, which return what the loop
+must do next instead of calling back up into it. The states, and the only
+methods that move between them::
+
+    (new) --register/mark_open--> R       interest: in
+    R  --output queued (write_raw)-----> RW      interest: in|out
+    RW --flush emptied (update_interest)-> R
+    RW --outbound > write_buffer_cap----> W       paused: interest out only
+    W  --outbound <= cap / 2-------------> RW or R (frames held back get decoded)
+    any open --start_draining (EOF, Action.CLOSE)--> draining: out only,
+               closed by the loop once the outbound queue is empty
+    any --mark_closed (loop's close_conn)-----------> closed
+
+Edge-triggered loops register in|out once and never change the interest;
+the same methods then only move the paused/draining flags.
+
 Invariant (write ordering): if ``_outbound`` is non-empty, new output is
 appended to it and never written around it, so bytes reach the peer in the
 order they were written, whichever path (react, write, async_write) wrote them.
@@ -27,25 +47,40 @@ order they were written, whichever path (react, write, async_write) wrote them.
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from .internal import unix
+from .internal.netpoll import READ_EVENTS, READ_WRITE_EVENTS, WRITE_EVENTS
 from .pkg.listbuffer import ListBuffer
 from .pkg.ringbuffer import RingBuffer
 
 if TYPE_CHECKING:
     from .eventloop import EventLoop
+    from .internal.netpoll import Poller
 
-__all__ = ["Conn", "UDPConn"]
+__all__ = ["Conn", "UDPConn", "DRAINED", "RESUMED"]
+
+#: ``Conn.update_interest`` results, for the loop: the queue of a draining
+#: connection has emptied (close it now), or a back-pressure pause has ended
+#: with frames still held back (decode them: no readable event will come).
+DRAINED = 1
+RESUMED = 2
 
 _EMPTY = memoryview(b"")
 _get_ident = threading.get_ident
 _sys_write = unix.lib.write
 _ffi = unix.ffi
 _writev_nowait = unix.writev_nowait
+_write_nowait = unix.write_nowait
+_MAX_IOV = unix.IOV_MAX
+#: One flush asked for by ``Conn.flush`` writes at most this much (gnet v2 flushes everything).
+_FLUSH_MAX = 1 << 30
+#: Edge-triggered registration: gnet v2's ``EPOLLET``, plus RDHUP to see a half-close without a read.
+_ET_FLAGS = unix.EPOLLET | unix.EPOLLRDHUP
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
 
@@ -90,6 +125,8 @@ class Conn:
         "_draining",
         "_active",
         "_deadline",
+        "_edge",
+        "_error",
         "__weakref__",
     )
 
@@ -111,7 +148,9 @@ class Conn:
         # read nothing more, close once the outbound buffer has drained.
         self._draining = False
         self._active = 0.0  # loop clock of the last frame or output progress (idle_timeout)
-        self._deadline: Optional[float] = None  # set_deadline(): close at this loop-clock time
+        self._deadline: float | None = None  # set_deadline(): close at this loop-clock time
+        self._edge = False  # registered edge-triggered: the interest never changes
+        self._error: OSError | None = None  # a write failed for good; the loop is closing us
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -282,14 +321,6 @@ class Conn:
             self._boff += n - held
         return n
 
-    def _keep_leftover(self) -> None:
-        """Copy the unconsumed tail of the loop's read buffer into this connection's own ring."""
-        inbound = self._inbound
-        if inbound is _NO_INBOUND:
-            self._inbound = inbound = RingBuffer()
-        inbound.write(self._buffer)
-        self._buffer = _EMPTY
-
     def _reset(self) -> None:
         self._inbound.reset()
         self._buffer = _EMPTY
@@ -317,8 +348,12 @@ class Conn:
         """Try to write the outbound buffer now instead of waiting for EPOLLOUT (gnet v2: ``Flush``). Loop only."""
         if _get_ident() != self._loop.tid:
             raise _not_on_loop("flush")
-        if self._opened and self._outbound:
-            self._loop._write(self)
+        if self._opened and self._outbound._len and self._error is None:
+            n = self.flush_some(_FLUSH_MAX)
+            if n < 0 and n != -_EAGAIN and n != -_EINTR:
+                self._fail(unix.syscall_error("write", -n))
+                return
+            self.update_interest()
 
     def _write(self, data: Any) -> None:
         """gnet: ``conn.write``: encode, PreWrite, write or buffer, AfterWrite."""
@@ -327,49 +362,9 @@ class Conn:
         packet = data if encode is None else encode(self, data)
         if loop.pre_write is not None:
             loop.pre_write(self)
-        self._write_raw(packet)
+        self.write_raw(packet)
         if loop.after_write is not None:
             loop.after_write(self, data)
-
-    def _write_raw(self, packet: Any) -> None:
-        """Write ``packet`` as it is, or queue it behind pending output."""
-        if type(packet) is not bytes:
-            _check_bytes(packet, "data to write")
-            # A bytearray or memoryview answer (rare) becomes bytes once: what
-            # is queued must not change under us, and one write path serves all.
-            packet = bytes(packet)
-        size = len(packet)
-        if not size:
-            return
-        if self._outbound._len:
-            # Never write around queued bytes: that would reorder the stream.
-            self._outbound.push(packet)
-            self._loop.on_outbound(self)
-            return
-        # write(2) straight through cffi (bytes pass to C without a copy):
-        # saves a wrapper call per write.
-        n = _sys_write(self.fd, packet, size)
-        if n == size:
-            self._active = self._loop.timers.now  # output progress: not idle
-        else:
-            self._write_rest(packet, n)
-
-    def _write_rest(self, packet: bytes, n: int) -> None:
-        """A direct ``write(2)`` of ``packet`` returned ``n``, not all of it: fail, or queue the rest.
-
-        ``n`` < 0 is the C call's -1 (errno says why); EAGAIN/EINTR mean
-        nothing was taken. Also the direct path in ``EventLoop._read``.
-        """
-        if n < 0:
-            err = _ffi.errno
-            if err != _EAGAIN and err != _EINTR:
-                self._loop.close_conn(self, unix.syscall_error("write", err))
-                return
-            n = 0
-        else:
-            self._active = self._loop.timers.now  # output progress: not idle
-        self._outbound.push_view(packet, n)
-        self._loop.on_outbound(self)
 
     def _writev(self, bufs: Sequence[Any]) -> None:
         """gnet: ``conn.writev``: encode each, PreWrite, one writev, buffer the remainder."""
@@ -382,14 +377,14 @@ class Conn:
         if loop.pre_write is not None:
             loop.pre_write(self)
         outbound = self._outbound
-        if outbound._len or len(packets) <= 1:
+        if outbound._len or len(packets) <= 1 or self._error is not None:
             for p in packets:
-                self._write_raw(p)
+                self.write_raw(p)
         else:
             n = _writev_nowait(self.fd, packets)
             if n < 0:
                 if n != -_EAGAIN and n != -_EINTR:
-                    self._loop.close_conn(self, unix.syscall_error("writev", -n))
+                    self._fail(unix.syscall_error("writev", -n))
                     return
                 n = 0
             # Queue whatever the kernel did not take, from the split point on.
@@ -403,10 +398,240 @@ class Conn:
                 else:
                     outbound.push(p)
             if outbound._len:
-                loop.on_outbound(self)
+                self.update_interest()
         if loop.after_write is not None:
             for b in bufs:
                 loop.after_write(self, b)
+
+    # --- the event loop's side (called on the loop thread by reactor.eventloop, never by handlers) ---------
+    # These are the only ways the loop changes a connection: it never assigns
+    # a Conn field. Where the loop must act next (close, decode held-back
+    # frames), the method says so in its result instead of calling the loop.
+
+    def register(self, poller: Poller, edge_triggered: bool) -> None:
+        """Add the fd to ``poller``: read interest, or in|out once for good when edge-triggered (gnet: ``AddRead``)."""
+        if edge_triggered:
+            poller.add_read_write(self.fd, _ET_FLAGS)
+            self._interest = READ_WRITE_EVENTS
+            self._edge = True
+        else:
+            poller.add_read(self.fd)
+            self._interest = READ_EVENTS
+
+    def mark_open(self, now: float) -> None:
+        """The loop has registered this connection and is about to call ``on_opened`` (gnet: ``c.open``)."""
+        self._opened = True
+        self._active = now
+
+    def touch(self, now: float) -> None:
+        """A complete frame or output progress at loop time ``now``: not idle (``idle_timeout``)."""
+        self._active = now
+
+    def feed(self, data: memoryview) -> None:
+        """Present ``data``, the start of the loop's read buffer just filled by ``read(2)``, to the codec."""
+        self._buffer = data
+        self._boff = 0
+
+    def has_leftover(self) -> bool:
+        """Whether bytes from earlier reads are still waiting to be decoded."""
+        return self._inbound._n != 0
+
+    def take_all(self) -> bytes:
+        """Everything buffered (leftover ‖ this read), consumed: the built-in codec's one frame."""
+        inbound = self._inbound
+        if not inbound._n:
+            everything = bytes(self._buffer)
+        else:
+            everything = inbound.bytes() + bytes(self._buffer)
+            inbound.reset()
+        self._buffer = _EMPTY
+        return everything
+
+    def keep_leftover(self) -> None:
+        """After decoding: copy the unconsumed tail of the loop's buffer (reused by the next read) into our own ring.
+
+        An idle connection holds no ring at all: once everything is consumed
+        the ring's storage goes back.
+        """
+        if self._buffer:
+            inbound = self._inbound
+            if inbound is _NO_INBOUND:
+                self._inbound = inbound = RingBuffer()
+            inbound.write(self._buffer)
+            self._buffer = _EMPTY
+        elif not self._inbound._n and self._inbound._size:
+            self._inbound = _NO_INBOUND
+
+    def write_raw(self, packet: Any) -> None:
+        """Write ``packet`` as it is (no codec, no hooks), or queue it behind pending output.
+
+        On the loop only; handlers use :meth:`write`. A hard write error
+        (the peer reset) does not raise into the caller: the connection is
+        marked failed and the loop closes it with that error (see ``_fail``).
+        """
+        if type(packet) is not bytes:
+            _check_bytes(packet, "data to write")
+            # A bytearray or memoryview answer (rare) becomes bytes once: what
+            # is queued must not change under us, and one write path serves all.
+            packet = bytes(packet)
+        size = len(packet)
+        if not size or self._error is not None:
+            return
+        if self._outbound._len:
+            # Never write around queued bytes: that would reorder the stream.
+            self._outbound.push(packet)
+            self.update_interest()
+            return
+        # write(2) straight through cffi (bytes pass to C without a copy):
+        # saves a wrapper call per write.
+        n = _sys_write(self.fd, packet, size)
+        if n == size:
+            self._active = self._loop.timers.now  # output progress: not idle
+        else:
+            self.queue_unwritten(packet, n)
+
+    def queue_unwritten(self, packet: bytes, n: int) -> None:
+        """A direct ``write(2)`` of ``packet`` returned ``n``, not all of it: fail, or queue the rest.
+
+        ``n`` < 0 is the C call's -1 (errno says why); EAGAIN/EINTR mean
+        nothing was taken. Also called by the loop's direct read path.
+        """
+        if n < 0:
+            err = _ffi.errno
+            if err != _EAGAIN and err != _EINTR:
+                self._fail(unix.syscall_error("write", err))
+                return
+            n = 0
+        else:
+            self._active = self._loop.timers.now  # output progress: not idle
+        self._outbound.push_view(packet, n)
+        self.update_interest()
+
+    def flush_some(self, max_bytes: int) -> int:
+        """One ``write(2)``/``writev(2)`` of up to ``max_bytes`` from the head of the outbound queue.
+
+        What the kernel took leaves the queue; returns that count, or the
+        negated errno (EAGAIN: the socket buffer is full).
+        """
+        outbound = self._outbound
+        bufs = outbound.peek(max_bytes, _MAX_IOV)
+        n: int = _write_nowait(self.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(self.fd, bufs)
+        if n > 0:
+            outbound.discard(n)
+            self._active = self._loop.timers.now  # the peer is taking our output: not idle
+        return n
+
+    def update_interest(self) -> int:
+        """Move the state machine to match the outbound queue; returns 0, DRAINED or RESUMED.
+
+        Level-triggered: read only when nothing is pending, read|write while
+        output is pending, write only (paused) while above
+        ``write_buffer_cap`` until it drains to half of it. Edge-triggered:
+        the registration never changes, only the paused flag does. Changes
+        of registration go through the poller (``EPOLL_CTL_MOD``).
+
+        :raises OSError: ``epoll_ctl`` failed (the loop closes the connection).
+        """
+        pending = self._outbound._len
+        loop = self._loop
+        was_paused = self._paused
+        result = 0
+        if not pending:
+            self._paused = False
+            if self._draining:
+                return DRAINED  # everything owed to a half-closed peer is out
+        elif self._draining:
+            self._paused = True  # read nothing more from a peer that said EOF
+        elif was_paused:
+            if pending <= loop.low_water:
+                self._paused = False
+        elif loop.write_cap and pending > loop.write_cap:
+            self._paused = True
+        if was_paused and not self._paused and not self._draining:
+            result = RESUMED
+        if self._edge:
+            return result
+        if not pending:
+            want = READ_EVENTS
+        elif self._paused:
+            want = WRITE_EVENTS
+        else:
+            want = READ_WRITE_EVENTS
+        if want != self._interest:
+            poller = loop.poller
+            if want == READ_EVENTS:
+                poller.mod_read(self.fd)
+            elif want == WRITE_EVENTS:
+                poller.mod_write(self.fd)
+            else:
+                poller.mod_read_write(self.fd)
+            self._interest = want
+        return result
+
+    def start_draining(self) -> bool:
+        """Read nothing more and close once the outbound queue is empty (peer EOF, ``Action.CLOSE``).
+
+        Unread input is dropped: it will never be processed. Returns True
+        when nothing is queued, i.e. the loop may close right away.
+        """
+        if not self._outbound._len:
+            return True
+        self._draining = True
+        self._inbound.reset()
+        self._buffer = _EMPTY
+        return self.update_interest() == DRAINED
+
+    def mark_closed(self) -> bool:
+        """The loop is closing this connection: False when it was already closed (a stale request)."""
+        if not self._opened:
+            return False
+        self._opened = False
+        return True
+
+    def flush_residual(self) -> str | None:
+        """Before close: write what the kernel takes without blocking; the reason the rest was dropped, if any.
+
+        Gives up at the first error, EAGAIN included: a peer that is gone or
+        not reading must not stall the loop (gnet looped forever on EAGAIN
+        before panjf2000/gnet#341).
+        """
+        while self._outbound._len and self._error is None:
+            n = self.flush_some(1 << 30)
+            if n <= 0:
+                if n < 0 and n != -_EAGAIN:
+                    return os.strerror(-n)
+                break
+        return None
+
+    def release(self) -> None:
+        """After ``on_closed``: drop the buffers and the context (gnet: ``releaseTCP``) so a closed connection holds no memory."""
+        self._inbound = _NO_INBOUND
+        self._outbound.reset()
+        self._buffer = _EMPTY
+        self._ctx = None
+
+    def deadline(self) -> float | None:
+        """The loop-clock time ``set_deadline`` armed, or None."""
+        return self._deadline
+
+    def _fail(self, err: OSError) -> None:
+        """A write failed for good: stop reading and writing, and have the loop close us with ``err``.
+
+        The close is queued as an urgent task rather than done here, so the
+        connection never calls back into its loop; it runs at the end of
+        this poll round, and until then the connection is draining with
+        nothing to drain (its reads and writes are no-ops).
+        """
+        if self._error is not None or not self._opened:
+            return
+        self._error = err
+        self._draining = True
+        self._paused = True
+        self._outbound.reset()
+        self._inbound.reset()
+        self._buffer = _EMPTY
+        loop = self._loop
+        loop.poller.urgent_trigger(loop.close_conn, self, err)
 
     # --- thread-safe methods ------------------------------------------------------------------------
     def async_write(self, data: bytes) -> None:
@@ -435,7 +660,7 @@ class Conn:
         """Call ``react(None, c)`` on the loop soon, from any thread (gnet: ``Wake``, urgent priority)."""
         self._loop.poller.urgent_trigger(self._loop.wake, self)
 
-    def set_deadline(self, seconds: Optional[float]) -> None:
+    def set_deadline(self, seconds: float | None) -> None:
         """Close the connection ``seconds`` from now unless a later call moves or clears it (None).
 
         Safe from any thread. When it fires, ``on_closed`` receives a
@@ -449,11 +674,19 @@ class Conn:
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
                 raise ValueError(f"set_deadline() takes seconds >= 0 or None, got {seconds!r}")
         deadline = None if seconds is None else time.monotonic() + seconds
-        loop = self._loop
-        if _get_ident() == loop.tid:
-            loop.set_deadline(self, deadline)
+        if _get_ident() == self._loop.tid:
+            self._arm_deadline(deadline)
         else:
-            loop.poller.urgent_trigger(loop.set_deadline, self, deadline)
+            self._loop.poller.urgent_trigger(self._arm_deadline, deadline)
+
+    def _arm_deadline(self, deadline: float | None) -> None:
+        """On the loop: remember ``deadline`` and put a check for it on the loop's timer queue."""
+        if not self._opened:
+            return
+        self._deadline = deadline
+        if deadline is not None:
+            loop = self._loop
+            loop.timers.schedule(deadline, loop.check_deadline, self, deadline)
 
     def close(self) -> None:
         """Close the connection from any thread; ``on_closed(c, None)`` follows (gnet: ``Close``).
@@ -462,14 +695,6 @@ class Conn:
         blocking.
         """
         self._loop.poller.trigger(self._loop.close_conn, self, None)
-
-    # --- lifecycle ------------------------------------------------------------------------------------
-    def _release(self) -> None:
-        """Drop the buffers (gnet: ``releaseTCP``) so a closed connection holds no memory."""
-        self._inbound = _NO_INBOUND
-        self._outbound.reset()
-        self._buffer = _EMPTY
-        self._ctx = None
 
 
 class UDPConn(Conn):
@@ -504,6 +729,11 @@ class UDPConn(Conn):
 
     def __repr__(self) -> str:
         return f"<UDPConn fd={self.fd} local={self._local_addr!r} remote={self._remote_addr!r}>"
+
+    @property
+    def connected(self) -> bool:
+        """True for a client's connected UDP socket (one UDPConn for its lifetime); False for a server's datagram."""
+        return self._connected
 
     def send_to(self, data: bytes) -> None:
         """Send ``data`` as one datagram to the peer, from any thread (gnet: ``SendTo``).

@@ -27,11 +27,8 @@ Some facts about the read and write paths
   above ``write_buffer_cap`` its interest is write only, so a peer that sends
   requests but never reads the answers cannot make the server buffer without
   bound; reading resumes when the buffer has drained to half the cap.
-* Edge-triggered mode (gnet v2): the fd is registered once for
-  in|out|rdhup with EPOLLET and never modified; reads and writes loop until
-  EAGAIN, but at most ``edge_triggered_io_chunk`` bytes per event, after
-  which the loop queues a task to continue, so one busy peer cannot starve
-  the others.
+* Edge-triggered mode (gnet v2) is a subclass in ``reactor/eventloop_et.py``,
+  as gnet keeps its default and optimised reactors in separate files.
 """
 
 from __future__ import annotations
@@ -40,22 +37,14 @@ import errno
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
-from .internal import unix
-from .connection import _NO_INBOUND, Conn, UDPConn
+from .connection import DRAINED, RESUMED, Conn, UDPConn
 from .errors import CodecError, EngineShutdown, ServerInShutdownError
 from .handler import Action, overridden
-from .pkg.listbuffer import ListBuffer
+from .internal import unix
+from .internal.netpoll import IN_EVENTS, OUT_EVENTS, Poller
 from .internal.timers import TimerQueue
-from .internal.netpoll import (
-    IN_EVENTS,
-    OUT_EVENTS,
-    READ_EVENTS,
-    READ_WRITE_EVENTS,
-    WRITE_EVENTS,
-    Poller,
-)
 
 if TYPE_CHECKING:
     from .listener import Listener
@@ -75,28 +64,11 @@ _MIN_TICK_DELAY = 0.001
 _RAISED = object()  # marks "react raised" where None could be a (bad) result
 _CLOSE = int(Action.CLOSE)
 _SHUTDOWN = int(Action.SHUTDOWN)
-_ET_FLAGS = unix.EPOLLET | unix.EPOLLRDHUP
 
-_read_nowait = unix.read_nowait
 _sys_read = unix.lib.read
 _sys_write = unix.lib.write
 _unpack = unix.ffi.unpack
 _ffi = unix.ffi
-_write_nowait = unix.write_nowait
-_writev_nowait = unix.writev_nowait
-
-
-def _send_head(fd: int, outbound: ListBuffer, max_bytes: int) -> int:
-    """One ``write(2)``/``writev(2)`` of up to ``max_bytes`` from the head of ``outbound``.
-
-    What the kernel took is discarded from the queue; returns that count,
-    or the negated errno (EAGAIN: the socket buffer is full).
-    """
-    bufs = outbound.peek(max_bytes, MAX_IOV_SIZE)
-    n: int = _write_nowait(fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(fd, bufs)
-    if n > 0:
-        outbound.discard(n)
-    return n
 
 
 def _name_callback(err: Exception, callback: str, out: Any) -> Exception:
@@ -114,7 +86,17 @@ def _bad_result(callback: str, result: Any) -> TypeError:
 
 
 class EventLoop:
-    """One reactor thread (gnet: ``eventloop``)."""
+    """One reactor thread, level-triggered (gnet: ``eventloop`` with ``reactor_default_linux.go``).
+
+    The read strategy is bound once, in ``__init__``: ``self._read`` is the
+    direct path when the built-in codec runs with no encode and no write
+    hooks (gnet's default, and an echo server's whole life), the frame path
+    otherwise. Edge-triggered loops are a subclass in
+    :mod:`reactor.eventloop_et`.
+    """
+
+    #: Whether connections are registered edge-triggered (see reactor.eventloop_et).
+    edge_triggered = False
 
     def __init__(self, engine: Engine, poller: Poller, ln: Listener | None) -> None:
         self.idx = 0
@@ -132,14 +114,13 @@ class EventLoop:
         self._conn_count = 0  # read by other threads (an int read is atomic under the GIL)
         #: Ident of the thread running this loop; loop-only Conn methods compare against it.
         self.tid: int | None = None
+        #: The thread running this loop, set by whoever starts it (the engine, the client).
         self.thread: threading.Thread | None = None
         # gnet: el.buffer, one read buffer shared by all this loop's connections.
         self.buffer_cap = opts.read_buffer_cap
         self.buffer = bytearray(self.buffer_cap)
         self._cbuf = unix.ffi.from_buffer(self.buffer)
         self._view = memoryview(self.buffer)
-        self.edge_triggered = opts.edge_triggered
-        self.io_chunk = opts.edge_triggered_io_chunk
         self.write_cap = opts.write_buffer_cap
         self.low_water = opts.write_buffer_cap // 2
         #: Deadlines (idle_timeout, Conn.set_deadline) checked once per poll round.
@@ -156,10 +137,19 @@ class EventLoop:
         self._decode = codec.decode
         self.encode = None if engine.builtin_codec else codec.encode
         self._builtin = engine.builtin_codec
-        self._raw_write = self.encode is None and self.pre_write is None and self.after_write is None
-        self._no_hooks = self.pre_write is None and self.after_write is None
-        #: Frames are whole reads and go out unencoded and unhooked (see _read).
-        self._direct = self._builtin and self._raw_write
+        raw_write = self.encode is None and self.pre_write is None and self.after_write is None
+        no_hooks = self.pre_write is None and self.after_write is None
+        # The strategies, bound once instead of re-tested per event:
+        # how a frame's answer is written ...
+        self._write_answer: Any
+        if raw_write:
+            self._write_answer = Conn.write_raw  # no codec encode, no write hooks: skip a layer
+        elif no_hooks:
+            self._write_answer = self._encode_and_write
+        else:
+            self._write_answer = Conn.write  # encode, hooks, write
+        # ... and how a readable connection is read.
+        self._read: Any = self._read_direct if (self._builtin and raw_write) else self._read_frames
 
     def __repr__(self) -> str:
         return f"<EventLoop {self.idx} conns={self._conn_count}>"
@@ -167,6 +157,11 @@ class EventLoop:
     def count_connections(self) -> int:
         """Connections this loop owns (gnet: ``loadConn``)."""
         return self._conn_count
+
+    @property
+    def read_path(self) -> str:
+        """The read strategy bound at start: ``"direct"``, ``"frames"`` or ``"edge-triggered"`` (for tests and docs)."""
+        return getattr(self._read, "__name__", "").removeprefix("_read_").replace("et", "edge-triggered")
 
     # --- loop bodies (gnet: reactor_default_linux.go) ----------------------------------------------
     def _enter(self) -> None:
@@ -231,15 +226,11 @@ class EventLoop:
         if c is None:
             self._on_other_event(fd)
             return
-        if self.edge_triggered:
-            if ev & OUT_EVENTS and c._outbound._len:
-                self._write_et(c)
-            if ev & IN_EVENTS and c._opened and not c._paused:
-                self._read_et(c)
-            return
         # gnet's order, kept on purpose: flush pending output first (an error
         # event must still try to deliver what is queued), and while output
         # is pending, let EPOLLOUT take precedence over reading more requests.
+        # (Reads of c's state here and in _read_direct are the hot path's
+        # only look inside a Conn; every change goes through its methods.)
         if ev & OUT_EVENTS and c._outbound._len:
             self._write(c)
             if not c._opened:
@@ -251,12 +242,7 @@ class EventLoop:
     def register(self, c: Conn) -> None:
         """Add ``c`` to this loop's epoll set and open it (gnet: ``register``; an urgent task)."""
         try:
-            if self.edge_triggered:
-                self.poller.add_read_write(c.fd, _ET_FLAGS)
-                c._interest = READ_WRITE_EVENTS
-            else:
-                self.poller.add_read(c.fd)
-                c._interest = READ_EVENTS
+            c.register(self.poller, self.edge_triggered)
         except OSError:
             self.logger.exception("cannot register fd %d with event-loop(%d)", c.fd, self.idx)
             unix.close(c.fd)
@@ -266,66 +252,92 @@ class EventLoop:
 
     def open(self, c: Conn) -> None:
         """Mark ``c`` open and call ``on_opened`` (gnet: ``open``)."""
-        c._opened = True
+        c.mark_open(self.timers.now)
         self._conn_count += 1
         if self.idle_timeout:
-            c._active = self.timers.now
-            self.timers.schedule(c._active + self.idle_timeout, self._check_idle, c)
+            self.timers.schedule(self.timers.now + self.idle_timeout, self._check_idle, c)
+        # gnet writes OnOpened output raw (not encoded). gnet v1 then issues a
+        # second EPOLL_CTL_ADD if output was left over, which fails with
+        # EEXIST (docs/gnet-mapping.md, deliberate change #1); Conn's
+        # update_interest uses MOD.
+        self._run_callback(c, "on_opened", self.handler.on_opened, (c,), self._write_hooked_raw)
+
+    # --- applying a callback's result: the one cold-path way ---------------------------------------
+    def _run_callback(self, c: Conn, name: str, callback: Any, args: tuple[Any, ...], write: Any) -> bool:
+        """Call ``callback(*args)``, check its ``(out, action)``, write ``out`` with ``write``, apply the action.
+
+        gnet: what ``open``, ``read`` and ``wake`` each do after calling the
+        handler, ending in ``handleAction``. Used by every path except the
+        direct read path, which has its own measured copy (``_read_direct``).
+        Returns False when ``c`` is closed (or closing) afterwards.
+        """
         try:
-            result = self.handler.on_opened(c)
+            result = callback(*args)
         except Exception as e:
-            self.logger.exception("on_opened() raised for %r; closing it", c)
+            self.logger.exception("%s() raised for %r; closing it", name, c)
             self.close_conn(c, e)
-            return
+            return False
+        # Checked, not just unpacked: b"ab" would unpack into two ints.
         if type(result) is not tuple or len(result) != 2:
-            err = _bad_result("on_opened", result)
+            err = _bad_result(name, result)
             self.logger.error("%s; closing %r", err, c)
             self.close_conn(c, err)
-            return
+            return False
         out, action = result
         if out is not None:
-            # gnet writes OnOpened output raw (not encoded). gnet v1 then
-            # issues a second EPOLL_CTL_ADD if output was left over, which
-            # fails with EEXIST (docs/gnet-mapping.md, deliberate change #1); on_outbound uses MOD.
             try:
-                if self.pre_write is not None:
-                    self.pre_write(c)
-                c._write_raw(out)
-                if self.after_write is not None:
-                    self.after_write(c, out)
+                write(c, out)
             except Exception as e:
-                e = _name_callback(e, "on_opened", out)
-                self.logger.exception("writing on_opened() output failed for %r; closing it", c)
+                e = _name_callback(e, name, out)
+                self.logger.exception("writing %s() output failed for %r; closing it", name, c)
                 self.close_conn(c, e)
-                return
-        self.handle_action(c, action)
+                return False
+        if action:
+            if action == _CLOSE:
+                self.close_after_flush(c)
+                return False
+            if action == _SHUTDOWN:
+                raise EngineShutdown
+        return c._opened and not c._draining
+
+    def _write_hooked_raw(self, c: Conn, out: Any) -> None:
+        """on_opened's output: not encoded (as gnet), but the write hooks still run."""
+        if self.pre_write is not None:
+            self.pre_write(c)
+        c.write_raw(out)
+        if self.after_write is not None:
+            self.after_write(c, out)
+
+    def _encode_and_write(self, c: Conn, out: Any) -> None:
+        c.write_raw(self.encode(c, out))  # type: ignore[misc]
+
+    def _react_frame(self, frame: bytes | None, c: Conn) -> bool:
+        """``react`` one frame (or a wake's None) and apply its result; False when ``c`` is closed."""
+        if self.idle_timeout:
+            c.touch(self.timers.now)  # a complete frame is activity
+        return self._run_callback(c, "react", self._react, (frame, c), self._write_answer)
 
     # --- reading (gnet: read) ------------------------------------------------------------------------------
-    def _read(self, c: Conn) -> None:
-        """One ``read(2)`` into the loop buffer, then frames to ``react`` (gnet: ``read``)."""
-        # read(2) straight through cffi: this runs once per readable event,
-        # and the wrapper's extra Python call costs as much as the errno check.
+    def _read_direct(self, c: Conn) -> None:
+        """One ``read(2)``, and the whole read is the frame: the built-in codec with no encode and no hooks.
+
+        ``_react_frame`` and ``Conn.write_raw``, written out: this runs once
+        per readable event, and those two Python calls cost ~10 % of a
+        64-byte echo's CPU time (docs/benchmarks.md). A change to
+        ``_run_callback`` belongs here too.
+        """
+        # read(2) straight through cffi: the wrapper's extra Python call
+        # costs as much as the errno check.
         n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
-            if n == 0:
-                self._on_eof(c)  # the peer closed (or shut down) its side
-            else:
-                err = _ffi.errno
-                if err != _EAGAIN and err != _EINTR:
-                    self.close_conn(c, unix.syscall_error("read", err))
+            self._read_failed(c, n)
             return
-        if not self._direct or c._inbound._n:
-            c._buffer = self._view[:n]
-            c._boff = 0
+        if c._inbound._n:
+            c.feed(self._view[:n])  # bytes left over from a pause: the general path
             self._process(c)
             return
-        # The direct path: the built-in codec (its frame is the whole read),
-        # no encode, no write hooks, nothing left over: gnet's default and the
-        # echo server's whole life. _react_frame and Conn._write_raw, written
-        # out here: this runs once per readable event, and those two Python
-        # calls cost ~10 % of a 64-byte echo's CPU time (docs/benchmarks.md).
         if self.idle_timeout:
-            c._active = self.timers.now  # a complete frame is activity
+            c.touch(self.timers.now)  # a complete frame is activity
         try:
             # ffi.unpack builds the bytes straight from the C buffer: one
             # call instead of a memoryview slice plus bytes().
@@ -345,10 +357,10 @@ class EventLoop:
                 size = len(out)
                 written = _sys_write(c.fd, out, size)
                 if written != size:
-                    c._write_rest(out, written)
+                    c.queue_unwritten(out, written)
             else:
                 try:
-                    c._write_raw(out)
+                    c.write_raw(out)
                 except Exception as e:
                     e = _name_callback(e, "react", out)
                     self.logger.exception("writing react() output failed for %r; closing it", c)
@@ -360,41 +372,29 @@ class EventLoop:
             elif action == _SHUTDOWN:
                 raise EngineShutdown
 
-    def _read_et(self, c: Conn) -> None:
-        """Edge-triggered read: loop until EAGAIN or the per-event chunk is used up (gnet v2)."""
-        budget = self.io_chunk
-        fd, cbuf, cap, view = c.fd, self._cbuf, self.buffer_cap, self._view
-        while True:
-            n = _read_nowait(fd, cbuf, cap)
-            if n <= 0:
-                if n == 0:
-                    self._on_eof(c)
-                elif n == -_EINTR:
-                    continue
-                elif n != -_EAGAIN:
-                    self.close_conn(c, unix.syscall_error("read", -n))
-                return
-            c._buffer = view[:n]
-            c._boff = 0
-            self._process(c)
-            if not c._opened or c._paused:
-                return
-            budget -= n
-            if budget <= 0:
-                # The edge will not be reported again for bytes already
-                # waiting: come back through the task queue.
-                self.poller.trigger(self._resume_read_et, c)
-                return
+    def _read_frames(self, c: Conn) -> None:
+        """One ``read(2)`` into the loop buffer, then frames to ``react`` (gnet: ``read``)."""
+        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
+        if n <= 0:
+            self._read_failed(c, n)
+            return
+        c.feed(self._view[:n])
+        self._process(c)
+
+    def _read_failed(self, c: Conn, n: int) -> None:
+        """``read(2)`` returned ``n`` <= 0: EOF, a transient error, or a real one."""
+        if n == 0:
+            self._on_eof(c)  # the peer closed (or shut down) its side
+            return
+        err = _ffi.errno
+        if err != _EAGAIN and err != _EINTR:
+            self.close_conn(c, unix.syscall_error("read", err))
 
     def _resume_inbound(self, c: Conn) -> None:
         """Decode the frames left in ``c``'s inbound buffer when a back-pressure pause ended."""
-        if c._opened and not c._paused and not c._draining and c._inbound._n and self.connections.get(c.fd) is c:
-            c._buffer = _EMPTY
+        if c._opened and not c._paused and not c._draining and c.has_leftover() and self.connections.get(c.fd) is c:
+            c.feed(_EMPTY)
             self._process(c)
-
-    def _resume_read_et(self, c: Conn) -> None:
-        if c._opened and not c._paused and self.connections.get(c.fd) is c:
-            self._read_et(c)
 
     def _on_eof(self, c: Conn) -> None:
         """``read`` returned 0: the peer will send nothing more.
@@ -418,29 +418,23 @@ class EventLoop:
         """
         if not c._opened:
             return
-        if not c._outbound._len:
-            self.close_conn(c, None)
+        try:
+            done = c.start_draining()
+        except OSError as e:
+            self.close_conn(c, e)
             return
-        c._draining = True
-        c._reset()  # unread input will never be processed
-        self.on_outbound(c)
+        if done:
+            self.close_conn(c, None)
 
     def _process(self, c: Conn) -> None:
         """Decode frames from ``c``'s input and react to each; keep the rest (gnet: the loop in ``read``)."""
         if self._builtin:
             # BuiltInFrameCodec.decode returns everything buffered and then
             # None; this is the same thing without four method calls.
-            inbound = c._inbound
-            if not inbound._n:
-                everything = bytes(c._buffer)
-            else:
-                everything = inbound.bytes() + bytes(c._buffer)
-                inbound.reset()
-            c._buffer = _EMPTY
-            self._react_frame(everything, c)
+            self._react_frame(c.take_all(), c)
             return
         decode = self._decode
-        frame: Optional[bytes]
+        frame: bytes | None
         while True:
             try:
                 frame = decode(c)
@@ -455,7 +449,7 @@ class EventLoop:
                 break
             if not self._react_frame(frame, c):
                 return
-            if not c._buffer and not c._inbound._n:
+            if not c.inbound_buffered():
                 break  # nothing left: decode() could only answer "incomplete"
             if c._paused:
                 # Over write_buffer_cap: answering the rest of this read now
@@ -463,56 +457,11 @@ class EventLoop:
                 # read). Keep them; _resume_inbound decodes them once the
                 # output has drained.
                 break
-        if c._buffer:
-            # The loop buffer is about to be reused: keep the unconsumed tail.
-            c._keep_leftover()
-        elif not c._inbound._n and c._inbound._size:
-            c._inbound = _NO_INBOUND  # drained: give its storage back (an idle connection holds none)
-
-    def _react_frame(self, frame: Optional[bytes], c: Conn) -> bool:
-        """Call ``react``, write its output, apply its action; False when ``c`` is closed.
-
-        ``_read`` has a copy of this for the direct path; a change here
-        belongs there too.
-        """
-        if self.idle_timeout:
-            c._active = self.timers.now  # a complete frame is activity
-        try:
-            result = self._react(frame, c)
-        except Exception as e:
-            self.logger.exception("react() raised for %r; closing it", c)
-            self.close_conn(c, e)
-            return False
-        # Checked, not just unpacked: b"ab" would unpack into two ints.
-        if type(result) is not tuple or len(result) != 2:
-            err = _bad_result("react", result)
-            self.logger.error("%s; closing %r", err, c)
-            self.close_conn(c, err)
-            return False
-        out, action = result
-        if out is not None:
-            try:
-                if self._raw_write:
-                    c._write_raw(out)  # no codec encode, no write hooks: skip a layer
-                elif self._no_hooks:
-                    c._write_raw(self.encode(c, out))  # type: ignore[misc]
-                else:
-                    c._write(out)
-            except Exception as e:
-                e = _name_callback(e, "react", out)
-                self.logger.exception("writing react() output failed for %r; closing it", c)
-                self.close_conn(c, e)
-                return False
-        if action:
-            if action == _CLOSE:
-                self.close_after_flush(c)
-                return False
-            if action == _SHUTDOWN:
-                raise EngineShutdown
-        return c._opened
+        # The loop buffer is about to be reused: keep the unconsumed tail.
+        c.keep_leftover()
 
     # --- UDP (gnet: readUDP) --------------------------------------------------------------------------
-    def _read_udp(self, fd: int, conn: Optional[UDPConn]) -> None:
+    def _read_udp(self, fd: int, conn: UDPConn | None) -> None:
         """One datagram → one ``react`` (gnet: ``readUDP``).
 
         ``conn`` is None for the server's socket: each datagram then gets a
@@ -544,20 +493,19 @@ class EventLoop:
         if conn is None:
             assert self.ln is not None
             c = UDPConn(fd, self, self.ln.addr, sender if sender is not None else "", self.ln.family)
-            c._opened = True
+            c.mark_open(self.timers.now)
         else:
             c = conn
-        c._buffer = self._view[:n]
-        c._boff = 0
+        c.feed(self._view[:n])
         try:
-            result = self._react(bytes(c._buffer), c)
+            result = self._react(bytes(self._view[:n]), c)
         except Exception:
             self.logger.exception("react() raised for a datagram from %r", c.remote_addr)
             result = _RAISED
         finally:
-            c._buffer = _EMPTY
+            c.feed(_EMPTY)
             if conn is None:
-                c._opened = False  # a server datagram's conn lives for one react
+                c.mark_closed()  # a server datagram's conn lives for one react
         if result is _RAISED:
             return
         if type(result) is not tuple or len(result) != 2:
@@ -579,12 +527,12 @@ class EventLoop:
     def register_udp(self, c: UDPConn) -> None:
         """Add a client's connected UDP socket to this loop (gnet: ``register`` for UDP; no on_opened)."""
         try:
-            self.poller.add_read(c.fd)
+            c.register(self.poller, False)
         except OSError:
             self.logger.exception("cannot register UDP fd %d with event-loop(%d)", c.fd, self.idx)
             unix.close(c.fd)
             raise
-        c._opened = True
+        c.mark_open(self.timers.now)
         self.udp_conns[c.fd] = c
 
     # --- writing (gnet: write) --------------------------------------------------------------------------------
@@ -597,83 +545,29 @@ class EventLoop:
                 self.logger.exception("pre_write() raised for %r; closing it", c)
                 self.close_conn(c, e)
                 return
-        n = _send_head(c.fd, c._outbound, MAX_BYTES_TO_WRITE_PER_LOOP)
+        n = c.flush_some(MAX_BYTES_TO_WRITE_PER_LOOP)
         if n < 0:
             if n != -_EAGAIN and n != -_EINTR:
                 self.close_conn(c, unix.syscall_error("write", -n))
             return
-        c._active = self.timers.now  # the peer is taking our output: not idle
-        self.on_outbound(c)
+        self._after_flush(c)
 
-    def _write_et(self, c: Conn) -> None:
-        """Edge-triggered flush: write until EAGAIN, empty, or the chunk is used up (gnet v2)."""
-        budget = self.io_chunk
-        outbound = c._outbound
-        while outbound._len:
-            n = _send_head(c.fd, outbound, MAX_BYTES_TO_WRITE_PER_LOOP)
-            if n < 0:
-                if n == -_EINTR:
-                    continue
-                if n != -_EAGAIN:
-                    self.close_conn(c, unix.syscall_error("write", -n))
-                    return
-                break
-            c._active = self.timers.now
-            budget -= n
-            if budget <= 0 and outbound._len:
-                self.poller.urgent_trigger(self._resume_write_et, c)
-                break
-        self.on_outbound(c)
-
-    def _resume_write_et(self, c: Conn) -> None:
-        if c._opened and c._outbound._len and self.connections.get(c.fd) is c:
-            self._write_et(c)
-
-    def on_outbound(self, c: Conn) -> None:
-        """Make ``c``'s epoll interest match its outbound buffer (the EPOLLOUT dance + back-pressure).
-
-        Level-triggered: read only when nothing is pending, read|write while
-        output is pending, write only while above ``write_buffer_cap``.
-        Edge-triggered: interest never changes; only the paused flag does,
-        and leaving the paused state must re-read explicitly (no new edge
-        will come for bytes already waiting).
-        """
-        pending = c._outbound._len
-        cap = self.write_cap
-        was_paused = c._paused
-        if not pending:
-            c._paused = False
-            if c._draining:
-                self.close_conn(c, None)  # everything owed to a half-closed peer is out
-                return
-        elif c._draining:
-            c._paused = True  # read nothing more from a peer that said EOF
-        elif was_paused:
-            if pending <= self.low_water:
-                c._paused = False
-        elif cap and pending > cap:
-            c._paused = True
-        if was_paused and not c._paused and c._inbound._n and not c._draining:
-            # Frames read before the pause are still waiting: no readable
-            # event will come for them if the peer has sent everything.
-            self.poller.trigger(self._resume_inbound, c)
-        if self.edge_triggered:
-            if was_paused and not c._paused and not c._draining:
-                self.poller.trigger(self._resume_read_et, c)
+    def _after_flush(self, c: Conn) -> None:
+        """Output left the queue: move ``c``'s interest on, and act on what that says."""
+        try:
+            moved = c.update_interest()
+        except OSError as e:
+            self.close_conn(c, e)
             return
-        if not pending:
-            want = READ_EVENTS
-        elif c._paused:
-            want = WRITE_EVENTS
-        else:
-            want = READ_WRITE_EVENTS
-        if want != c._interest:
-            try:
-                unix.epoll_ctl(self.poller.fd, unix.EPOLL_CTL_MOD, c.fd, want)
-            except OSError as e:
-                self.close_conn(c, e)
-                return
-            c._interest = want
+        if moved == DRAINED:
+            self.close_conn(c, None)  # everything owed to a half-closed peer is out
+        elif moved == RESUMED:
+            self._resumed(c)
+
+    def _resumed(self, c: Conn) -> None:
+        """A back-pressure pause ended: frames read before it are still waiting, and no readable event will come for them."""
+        if c.has_leftover():
+            self.poller.trigger(self._resume_inbound, c)
 
     # --- tasks queued by Conn's thread-safe methods ------------------------------------------------------
     def async_write(self, c: Conn, data: bytes) -> None:
@@ -681,7 +575,7 @@ class EventLoop:
         if not c._opened or c._draining:
             return
         try:
-            c._write(data)
+            c.write(data)
         except Exception as e:
             self.logger.exception("async_write failed for %r; closing it", c)
             self.close_conn(c, e)
@@ -691,7 +585,7 @@ class EventLoop:
         if not c._opened or c._draining:
             return
         try:
-            c._writev(bufs)
+            c.writev(bufs)
         except Exception as e:
             self.logger.exception("async_writev failed for %r; closing it", c)
             self.close_conn(c, e)
@@ -739,18 +633,10 @@ class EventLoop:
                 return
             cancel.wait(max(delay, _MIN_TICK_DELAY))
 
-    # --- deadlines (reactor's addition; see timers.py) -----------------------------------------
-    def set_deadline(self, c: Conn, deadline: Optional[float]) -> None:
-        """Arm (or clear, with None) ``c``'s close deadline, in loop-clock seconds (from ``Conn.set_deadline``)."""
-        if not c._opened:
-            return
-        c._deadline = deadline
-        if deadline is not None:
-            self.timers.schedule(deadline, self._check_deadline, c, deadline)
-
-    def _check_deadline(self, c: Conn, deadline: float) -> None:
-        # Stale entries (the deadline was moved or cleared since) do nothing.
-        if c._opened and c._deadline == deadline and self.connections.get(c.fd) is c:
+    # --- deadlines (reactor's addition; see reactor/internal/timers.py) -----------------------------------
+    def check_deadline(self, c: Conn, deadline: float) -> None:
+        """A ``Conn.set_deadline`` timer fired; stale entries (moved or cleared since) do nothing."""
+        if c._opened and c.deadline() == deadline and self.connections.get(c.fd) is c:
             self.logger.info("closing %r: its deadline passed", c)
             self.close_conn(c, TimeoutError("connection deadline exceeded"))
 
@@ -764,31 +650,14 @@ class EventLoop:
         else:
             self.timers.schedule(due, self._check_idle, c)  # activity moved it on: re-arm
 
-    def handle_action(self, c: Conn, action: Any) -> None:
-        """gnet: ``handleAction``: CLOSE closes, SHUTDOWN unwinds the loop, anything else is NONE."""
-        if action == _CLOSE:
-            self.close_after_flush(c)
-        elif action == _SHUTDOWN:
-            raise EngineShutdown
-
     # --- closing (gnet: closeConn, closeAllSockets) ------------------------------------------------------
-    def close_conn(self, c: Conn, err: Optional[BaseException]) -> None:
-        """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``).
-
-        The residual flush gives up at the first error, EAGAIN included: a
-        peer that is gone or not reading must not stall the loop (gnet
-        looped forever on EAGAIN before panjf2000/gnet#341).
-        """
-        if not c._opened:
+    def close_conn(self, c: Conn, err: BaseException | None) -> None:
+        """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``)."""
+        if not c.mark_closed():
             return  # stale: already closed
-        c._opened = False
-        outbound = c._outbound
-        while outbound._len:
-            n = _send_head(c.fd, outbound, 1 << 30)
-            if n <= 0:
-                if n < 0 and n != -_EAGAIN:
-                    self.logger.debug("closing %r: residual output dropped: %s", c, os.strerror(-n))
-                break
+        dropped = c.flush_residual()
+        if dropped is not None:
+            self.logger.debug("closing %r: residual output dropped: %s", c, dropped)
         try:
             self.poller.delete(c.fd)
         except OSError:
@@ -807,7 +676,7 @@ class EventLoop:
         except Exception:
             self.logger.exception("on_closed() raised for %r", c)
             action = None
-        c._release()
+        c.release()
         if action == _SHUTDOWN:
             raise EngineShutdown
 

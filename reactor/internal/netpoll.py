@@ -181,15 +181,14 @@ class Poller:
         urgent, normal = self._urgent, self._normal
         logger = self.logger
         monotonic = time.monotonic
-        heap = timers._heap if timers is not None else None
         msec = -1
         while True:
-            wait = msec if msec == 0 or not heap else timers.timeout_ms()  # type: ignore[union-attr]
+            # After a busy round the wait is 0 whatever the timers say; only a
+            # blocking wait needs the earliest deadline.
+            wait = msec if msec == 0 or timers is None else timers.timeout_ms()
             n = rx_epoll_wait(epfd, events.events, events.size, wait, events.fds, events.masks)
-            if timers is not None:
-                timers.now = monotonic()
-                if heap and heap[0][0] <= timers.now:
-                    self._run_timers(timers)
+            if timers is not None and timers.advance(monotonic()):
+                self._run_timers(timers)
             if n <= 0:
                 if n < 0:
                     err = ffi.errno

@@ -58,7 +58,19 @@ class TimerQueue:
         return max(0, math.ceil((self._heap[0][0] - time.monotonic()) * 1000))
 
     def due(self) -> bool:
-        return bool(self._heap) and self._heap[0][0] <= self.now
+        """Whether an entry's deadline has passed at ``now``."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= self.now
+
+    def advance(self, now: float) -> bool:
+        """Set the loop clock to ``now`` (once per poll round); True when an entry is due.
+
+        One call per round instead of an attribute store plus ``due()``: the
+        poller runs this after every ``epoll_wait``.
+        """
+        self.now = now
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= now
 
     def run_due(self) -> None:
         """Pop and run every entry whose deadline has passed, earliest first.

@@ -4,7 +4,7 @@ That path is a second copy of _react_frame + Conn._write_raw written out for
 speed, so it gets its own tests of every branch those two have: output types,
 empty output, partial writes, output queued behind pending output, actions,
 exceptions and bad results, and idle_timeout bookkeeping. Each test first
-checks that the server really runs on the direct path (``EventLoop._direct``),
+checks that the server really runs on the direct path (``EventLoop.read_path == "direct"``),
 so a change that silently routes it elsewhere fails here instead of passing.
 """
 
@@ -76,7 +76,7 @@ def direct(srv: Any) -> None:
     while not list(engine.lb) and time.monotonic() < deadline:
         time.sleep(0.001)  # the loops are created just after on_init_complete returns
     loops = list(engine.lb)
-    assert loops and all(el._direct for el in loops), [el._direct for el in loops]
+    assert loops and all(el.read_path == "direct" for el in loops), [el.read_path for el in loops]
 
 
 def connect(srv: Any, rcvbuf: int = 0) -> socket.socket:

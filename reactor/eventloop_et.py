@@ -1,0 +1,127 @@
+"""The edge-triggered event loop (gnet v2: ``WithEdgeTriggeredIO``).
+
+gnet keeps its default reactor and its optimised one in separate files
+(v1.6.7: ``reactor_default_linux.go`` and ``reactor_optimized_linux.go``); the
+same split here keeps the level-triggered loop in :mod:`reactor.eventloop`
+free of edge-triggered branches. The engine picks the class once.
+
+What changes with EPOLLET (epoll(7), "Level-triggered and edge-triggered"):
+the kernel reports a file descriptor when its state *changes* (new bytes
+arrived, room appeared in the send buffer), not while it stays ready. So:
+
+* each fd is registered once for in|out|rdhup and never modified (no
+  ``EPOLL_CTL_MOD`` when output is queued or flushed: a syscall saved per
+  write that does not complete at once);
+* a readable event must be read until EAGAIN, and a writable one written
+  until EAGAIN or empty, or the rest would never be reported again; to keep
+  one busy peer from starving the others, at most
+  ``edge_triggered_io_chunk`` bytes are moved per event, and the loop then
+  queues a task to continue instead of waiting for an edge that will not
+  come;
+* leaving a back-pressure pause must re-read explicitly, for the same reason.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from .connection import Conn
+from .eventloop import MAX_BYTES_TO_WRITE_PER_LOOP, EventLoop
+from .internal import unix
+from .internal.netpoll import IN_EVENTS, OUT_EVENTS
+
+if TYPE_CHECKING:
+    from .internal.netpoll import Poller
+    from .listener import Listener
+    from .server import Engine
+
+__all__ = ["EdgeTriggeredEventLoop"]
+
+_EAGAIN = errno.EAGAIN
+_EINTR = errno.EINTR
+_read_nowait = unix.read_nowait
+
+
+class EdgeTriggeredEventLoop(EventLoop):
+    """An :class:`~reactor.eventloop.EventLoop` whose connections are registered with EPOLLET."""
+
+    edge_triggered = True
+
+    def __init__(self, engine: Engine, poller: Poller, ln: Listener | None) -> None:
+        super().__init__(engine, poller, ln)
+        self.io_chunk = engine.opts.edge_triggered_io_chunk
+        self._read = self._read_et  # bound once, as in the level-triggered loop
+
+    def _on_event(self, fd: int, ev: int) -> None:
+        c = self.connections.get(fd)
+        if c is None:
+            self._on_other_event(fd)
+            return
+        if ev & OUT_EVENTS and c._outbound._len:
+            self._write(c)
+        if ev & IN_EVENTS and c._opened and not c._paused:
+            self._read(c)
+
+    def _read_et(self, c: Conn) -> None:
+        """Read until EAGAIN or the per-event chunk is used up (gnet v2's edge-triggered ``read``)."""
+        budget = self.io_chunk
+        fd, cbuf, cap, view = c.fd, self._cbuf, self.buffer_cap, self._view
+        while True:
+            n = _read_nowait(fd, cbuf, cap)
+            if n <= 0:
+                if n == 0:
+                    self._on_eof(c)
+                elif n == -_EINTR:
+                    continue
+                elif n != -_EAGAIN:
+                    self.close_conn(c, unix.syscall_error("read", -n))
+                return
+            c.feed(view[:n])
+            self._process(c)
+            if not c._opened or c._paused or c._draining:
+                return
+            budget -= n
+            if budget <= 0:
+                # The edge will not be reported again for bytes already
+                # waiting: come back through the task queue.
+                self.poller.trigger(self._resume_read_et, c)
+                return
+
+    def _resume_read_et(self, c: Conn) -> None:
+        if c._opened and not c._paused and not c._draining and self.connections.get(c.fd) is c:
+            self._read_et(c)
+
+    def _write(self, c: Conn) -> None:
+        """Write until EAGAIN, empty, or the chunk is used up (gnet v2's edge-triggered ``write``)."""
+        if self.pre_write is not None:
+            try:
+                self.pre_write(c)
+            except Exception as e:
+                self.logger.exception("pre_write() raised for %r; closing it", c)
+                self.close_conn(c, e)
+                return
+        budget = self.io_chunk
+        while c.outbound_buffered():
+            n = c.flush_some(MAX_BYTES_TO_WRITE_PER_LOOP)
+            if n < 0:
+                if n == -_EINTR:
+                    continue
+                if n != -_EAGAIN:
+                    self.close_conn(c, unix.syscall_error("write", -n))
+                    return
+                break
+            budget -= n
+            if budget <= 0 and c.outbound_buffered():
+                self.poller.urgent_trigger(self._resume_write_et, c)
+                break
+        self._after_flush(c)
+
+    def _resume_write_et(self, c: Conn) -> None:
+        if c._opened and c.outbound_buffered() and self.connections.get(c.fd) is c:
+            self._write(c)
+
+    def _resumed(self, c: Conn) -> None:
+        """Leaving a pause: decode what is held back, and read again, since no new edge will come."""
+        super()._resumed(c)
+        self.poller.trigger(self._resume_read_et, c)
