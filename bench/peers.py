@@ -10,7 +10,14 @@ selectors      bench/servers/selectors_server.py: stdlib selectors (epoll)      
 c-epoll        bench/c/epoll_server.c: one thread, level-triggered epoll          yes
 reactor-rp     reactor, 1 loop with SO_REUSEPORT (the loop accepts itself)        no (opt-in)
 reactor-et     reactor, 1 loop, edge-triggered (gnet v2 mode)                     no (opt-in)
+reactor-base   bench/servers/reactor_server.py of another checkout (A/B runs)     no (opt-in)
 =============  =================================================================  ============
+
+``reactor-base`` measures a change against the tree before it, interleaved in
+the same run (the only fair comparison on a noisy machine): set
+``REACTOR_BASELINE_TREE`` to the baseline checkout and
+``REACTOR_BASELINE_PYTHON`` to an interpreter that has *that* tree's reactor
+installed (``python -m venv /tmp/base && /tmp/base/bin/pip install TREE``).
 
 Every server is single-threaded in its I/O (reactor's default main-reactor
 mode has one accepting thread besides the loop; both are pinned to the same
@@ -21,6 +28,7 @@ backlog of 4096 (capped by the kernel's somaxconn).
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +57,20 @@ def _python(module: str, *extra: str) -> Callable[[str, str, int, dict[str, Path
         return [sys.executable, "-m", module, "--mode", mode, "--host", host, "--port", str(port), *extra]
 
     return command
+
+
+def _baseline(mode: str, host: str, port: int, binaries: dict[str, Path]) -> list[str]:
+    tree, python = os.environ["REACTOR_BASELINE_TREE"], os.environ["REACTOR_BASELINE_PYTHON"]
+    # -P keeps this checkout (the suite's cwd) off sys.path, so reactor comes
+    # from the baseline interpreter and bench.servers from the baseline tree.
+    run = f"import runpy, sys; sys.path.insert(0, {tree!r}); runpy.run_module('bench.servers.reactor_server', run_name='__main__')"
+    return [python, "-P", "-c", run, "--mode", mode, "--host", host, "--port", str(port)]
+
+
+def _baseline_missing() -> Optional[str]:
+    if not os.environ.get("REACTOR_BASELINE_TREE") or not os.environ.get("REACTOR_BASELINE_PYTHON"):
+        return "set REACTOR_BASELINE_TREE and REACTOR_BASELINE_PYTHON to compare with another checkout"
+    return None
 
 
 def _c_epoll(mode: str, host: str, port: int, binaries: dict[str, Path]) -> list[str]:
@@ -89,6 +111,13 @@ def all_peers() -> dict[str, Peer]:
             "reactor 1 loop, edge_triggered=True",
             _python("bench.servers.reactor_server", "--edge-triggered"),
             default=False,
+        ),
+        Peer(
+            "reactor-base",
+            "reactor 1 loop, from the baseline checkout (A/B)",
+            _baseline,
+            default=False,
+            unavailable=_baseline_missing(),
         ),
     ]
     return {p.name: p for p in peers}

@@ -28,6 +28,7 @@ COLOURS = {
     "c-epoll": "#7f7f7f",
     "reactor-rp": "#ff7f0e",
     "reactor-et": "#8c564b",
+    "reactor-base": "#e377c2",
 }
 
 
