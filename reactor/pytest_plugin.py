@@ -59,7 +59,7 @@ __all__ = [
     "recording_server",
 ]
 
-_SERVERS = pytest.StashKey[list]()
+_SERVERS = pytest.StashKey[list[BackgroundServer]]()
 
 _LOOPBACK = {
     "tcp": "tcp://127.0.0.1:0",

@@ -1,0 +1,75 @@
+"""Throwaway reactor servers for tests: start one in about a millisecond, talk to it, stop it.
+
+A minimal test::
+
+    import socket
+    from reactor.testing import EchoHandler, serve_in_background
+
+    def test_echo():
+        with serve_in_background(EchoHandler()) as srv:
+            with socket.create_connection(srv.addr, timeout=2) as s:
+                s.sendall(b"ping")
+                assert s.recv(4) == b"ping"
+
+:func:`serve_in_background` runs :func:`reactor.serve` on a daemon thread and
+returns once the listener is bound (clients can connect). Leaving the
+``with`` block (or calling :meth:`BackgroundServer.stop`) stops the server,
+joins every thread it started, and re-raises **in the test** the first
+exception that any callback raised on a loop thread: an ``assert`` inside
+``react`` fails the test that triggered it instead of only being logged.
+
+Ready-made handlers:
+
+* :class:`EchoHandler`: writes back what it reads (TCP, Unix and UDP).
+* :class:`RecordingHandler`: records every received byte per connection and
+  every open/close event; ``wait_for``, ``assert_received``.
+* :class:`ScriptedHandler`: a conversation script (expected input → reply)
+  that every connection must follow; a deviation fails the test.
+* :class:`HTTPHandler`: a route table answering HTTP/1.1 (pipelining,
+  Content-Length bodies), recording each request.
+* :class:`FaultHandler`: a misbehaving peer (close after N bytes, reset,
+  delay, drip-feed, never answer, garbage).
+
+The pytest plugin (``reactor.pytest_plugin``) wraps all of this in fixtures;
+see docs/testing.md.
+
+Every name is importable from ``reactor.testing``; where each one lives:
+
+* ``background.py``: :func:`serve_in_background` and :class:`BackgroundServer`.
+* ``proxies.py``: the wrappers the engine serves in place of the test's
+  handler and codec, recording what they raise (internal).
+* ``waiting.py``: :data:`DEFAULT_TIMEOUT`, :class:`WaitTimeout`, and the
+  ``Waiting`` mixin giving handlers ``wait_for``.
+* ``handlers.py``: :class:`EchoHandler`, :class:`RecordingHandler` (and
+  its :class:`Event`), :class:`ScriptedHandler`.
+* ``http.py``: :class:`HTTPHandler`, :class:`HTTPRequest` and the route
+  types ``Body``, ``HeadersLike``, ``RouteValue``.
+* ``faults.py``: :class:`FaultHandler`, :data:`DEFAULT_GARBAGE` and the
+  timer thread behind its delays.
+"""
+
+from __future__ import annotations
+
+from .background import BackgroundServer, serve_in_background
+from .faults import DEFAULT_GARBAGE, FaultHandler
+from .handlers import EchoHandler, Event, RecordingHandler, ScriptedHandler
+from .http import Body, HeadersLike, HTTPHandler, HTTPRequest, RouteValue
+from .waiting import DEFAULT_TIMEOUT, WaitTimeout
+
+__all__ = [
+    "DEFAULT_GARBAGE",
+    "DEFAULT_TIMEOUT",
+    "BackgroundServer",
+    "Body",
+    "EchoHandler",
+    "Event",
+    "FaultHandler",
+    "HTTPHandler",
+    "HTTPRequest",
+    "HeadersLike",
+    "RecordingHandler",
+    "RouteValue",
+    "ScriptedHandler",
+    "WaitTimeout",
+    "serve_in_background",
+]
