@@ -28,7 +28,7 @@ import socket as _socket
 import threading
 from typing import Any, Optional
 
-from .internal import sockets, unix
+from .internal import sockets, threads, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import EngineShutdown, ServerInShutdownError
@@ -110,12 +110,12 @@ class Client:
             self._cleanup_logger()
             return
         self._thread = threading.Thread(target=self._run, name="reactor-client-loop", daemon=True)
-        unix.start_thread(self._thread)
+        threads.start_thread(self._thread)
         if self.opts.ticker:
             self._ticker_thread = threading.Thread(
                 target=loop.ticker, args=(self._ticker_cancel,), name="reactor-client-ticker", daemon=True
             )
-            unix.start_thread(self._ticker_thread)
+            threads.start_thread(self._ticker_thread)
 
     def stop(self) -> None:
         """Close every connection (each gets ``on_closed``), stop the loop, then ``on_shutdown`` (gnet: ``Client.Stop``).

@@ -37,7 +37,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from .internal import sockets, unix
+from .internal import sockets, threads, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn
 from .errors import ServerInShutdownError
@@ -294,7 +294,7 @@ class Engine:
     def _start_thread(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         self.threads.append(t)
-        unix.start_thread(t)
+        threads.start_thread(t)
 
     # --- accept (gnet: svr.accept / el.accept) ---------------------------------------------------------
     def accept(self, fd: int, ev: int) -> None:
@@ -389,7 +389,7 @@ class Engine:
     def _start_ticker(self, el: EventLoop) -> None:
         t = threading.Thread(target=el.ticker, args=(self._ticker_cancel,), name="reactor-ticker", daemon=True)
         self._ticker_thread = t
-        unix.start_thread(t)
+        threads.start_thread(t)
 
     # --- stop (gnet: stop) ----------------------------------------------------------------------------------
     def stop(self, s: Server) -> None:
@@ -397,7 +397,7 @@ class Engine:
         try:
             # Bounded waits: a signal for a handler that would release the
             # gate may have been delivered to another thread (see
-            # unix.start_thread), and then only a return to the interpreter
+            # threads.start_thread), and then only a return to the interpreter
             # loop here runs that handler. Our own threads block such
             # signals, but the caller's other threads may not.
             while not self._stop_gate.acquire(timeout=SIGNAL_CHECK_INTERVAL):

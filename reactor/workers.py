@@ -46,7 +46,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from .internal import unix
+from .internal import threads, unix
 from .errors import WorkerError
 from .listener import Listener
 
@@ -134,7 +134,7 @@ class Supervisor:
                     os.close(other.pidfd)
                     os.close(other.report_fd)
                 os.close(self._stop_fd)
-                unix.set_pdeathsig(signal.SIGTERM)
+                threads.set_pdeathsig(signal.SIGTERM)
                 if os.getppid() != parent_pid:
                     os._exit(1)  # the parent died before prctl: nobody to serve for
                 child(w)
