@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import select
 import socket as _socket
 import threading
 from typing import Any, Optional
@@ -35,6 +34,7 @@ from .errors import EngineShutdown, ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
 from .handler import Action, complete_handler
 from .internal.netpoll import Poller
+from .internal.waitfd import WRITABLE, wait_fd
 from .options import Options, make_logger, normalize_read_buffer_cap
 from .server import Server
 
@@ -316,13 +316,10 @@ def _register(loop: EventLoop, c: Conn, done: Optional[_Registration]) -> None:
 def _wait_connected(fd: int, timeout: Optional[float], what: str) -> None:
     """Wait for a non-blocking connect to finish; raise its error (SO_ERROR) or TimeoutError.
 
-    POLLOUT is reported when the handshake completed or failed; SO_ERROR
-    then says which (0, or the errno connect(2) would have returned).
+    The socket becomes writable when the handshake completed or failed;
+    SO_ERROR then says which (0, or the errno connect(2) would have returned).
     """
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    ms = -1 if timeout is None else max(0, int(timeout * 1000))
-    if not poller.poll(ms):
+    if not wait_fd(fd, WRITABLE, timeout):
         raise TimeoutError(errno.ETIMEDOUT, f"connect to {what} timed out after {timeout} s")
     err = unix.getsockopt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
     if err:

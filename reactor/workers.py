@@ -46,8 +46,9 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from .internal import threads, unix
 from .errors import WorkerError
+from .internal import threads, unix
+from .internal.waitfd import READABLE, wait_fd
 from .listener import Listener
 
 __all__ = ["Supervisor", "serve_workers"]
@@ -183,6 +184,8 @@ class Supervisor:
                 # A pidfd is readable once its process has exited.
                 unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, w.pidfd, unix.EPOLLIN)
             events = unix.EpollEvents(len(self.workers) + 1)
+            # One epoll instance for all N + 1 fds, not wait_fd: wait_fd waits
+            # on a single fd, and this wait ends when *any* of them is ready.
             # Bounded (see Engine.stop): a stop signal delivered to another
             # thread of the caller's runs its handler only when we return here.
             timeout_ms = int(SIGNAL_CHECK_INTERVAL * 1000)
@@ -202,7 +205,7 @@ class Supervisor:
             _signal(w.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         for w in self.workers:
-            if not _wait_readable(w.pidfd, deadline):
+            if not wait_fd(w.pidfd, READABLE, deadline - time.monotonic()):
                 self.logger.error("reactor worker %d (pid %d) did not stop in %.0f s: killed",
                                   w.worker_id, w.pid, STOP_GRACE)
                 w.sent = signal.SIGKILL
@@ -248,26 +251,6 @@ def _signal(pid: int, sig: int) -> None:
         pass  # already gone (it stays a zombie until reaped, so the pid is still ours)
 
 
-def _wait_readable(fd: int, deadline: float) -> bool:
-    """Wait until ``fd`` is readable or ``deadline`` (monotonic) has passed; True if readable.
-
-    A pidfd is readable once its process has exited; a pipe, once it holds
-    data or its writer has closed it.
-    """
-    epfd = unix.epoll_create1()
-    try:
-        unix.epoll_ctl(epfd, unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN)
-        events = unix.EpollEvents(1)
-        while True:
-            left = deadline - time.monotonic()
-            if unix.epoll_wait(epfd, events, max(0, int(left * 1000))):
-                return True
-            if left <= 0:
-                return False
-    finally:
-        unix.close(epfd)
-
-
 def _send_report(fd: int, kind: str, value: Any) -> None:
     """Write one report to the parent: a 4-byte length, then the pickled ``(kind, value)``.
 
@@ -293,7 +276,8 @@ def _read_report(w: _Worker, deadline: float) -> Optional[tuple[str, Any]]:
                 msg = pickle.loads(w.pending[4 : 4 + size])
                 del w.pending[: 4 + size]
                 return msg  # type: ignore[no-any-return]
-        if not _wait_readable(w.report_fd, deadline):
+        # A pipe is readable once it holds data or its writer has closed it.
+        if not wait_fd(w.report_fd, READABLE, deadline - time.monotonic()):
             return None
         chunk = os.read(w.report_fd, 1 << 16)
         if not chunk:
