@@ -27,12 +27,12 @@ import socket as _socket
 import threading
 from typing import Any, Optional
 
-from .internal import sockets, threads, unix
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import EngineShutdown, ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
 from .handler import Action, complete_handler
+from .internal import sockets, threads, unix
 from .internal.netpoll import Poller
 from .internal.waitfd import WRITABLE, wait_fd
 from .options import Options, make_logger, normalize_read_buffer_cap
@@ -77,8 +77,8 @@ class Client:
         self.logger, self._cleanup_logger = make_logger(o)
         self._engine = _ClientEngine(handler, o, self.logger)
         self.handler = self._engine.handler
+        #: The client's one loop; its thread is ``_loop.thread`` once started.
         self._loop: EventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._ticker_thread: threading.Thread | None = None
         self._ticker_cancel = threading.Event()
         self._started = False
@@ -109,8 +109,8 @@ class Client:
             poller.close()
             self._cleanup_logger()
             return
-        self._thread = threading.Thread(target=self._run, name="reactor-client-loop", daemon=True)
-        threads.start_thread(self._thread)
+        loop.thread = threading.Thread(target=self._run, name="reactor-client-loop", daemon=True)
+        threads.start_thread(loop.thread)
         if self.opts.ticker:
             self._ticker_thread = threading.Thread(
                 target=loop.ticker, args=(self._ticker_cancel,), name="reactor-client-ticker", daemon=True
@@ -142,8 +142,8 @@ class Client:
         if threading.get_ident() == loop.tid:
             self._finish_on_loop = True  # _run() calls _finish() after polling returns
             return
-        if self._thread is not None:
-            self._thread.join()
+        if loop.thread is not None:
+            loop.thread.join()
         self._finish()
 
     def _run(self) -> None:
@@ -256,8 +256,8 @@ class Client:
             not self._started
             or self._stopped
             or self._loop is None
-            or self._thread is None
-            or not self._thread.is_alive()
+            or self._loop.thread is None
+            or not self._loop.thread.is_alive()
         ):
             raise ServerInShutdownError("the client is not running: call start() first")
 
@@ -276,7 +276,7 @@ class Client:
         except ServerInShutdownError:
             unix.close(fd)
             raise
-        done.wait(self._thread)
+        done.wait(loop.thread)
         if done.error is not None:
             raise done.error
         return c

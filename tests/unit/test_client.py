@@ -766,7 +766,7 @@ def test_client_tick_shutdown_stops_the_loop(echo_servers: Any) -> None:
         assert handler.closed_event.wait(WAIT), "the connection was not closed after tick() returned SHUTDOWN"
         assert handler.closed() == [("closed", c, None)]
         assert handler.ticks == 3
-        assert wait_for(lambda: not client._thread.is_alive())  # type: ignore[union-attr]
+        assert wait_for(lambda: not client._loop.thread.is_alive())  # type: ignore[union-attr]
         with pytest.raises(reactor.ServerInShutdownError):
             client.dial("tcp", echo_servers("reactor", "tcp"))
     finally:
@@ -791,7 +791,7 @@ def test_client_stop_from_inside_react(caplog: pytest.LogCaptureFixture) -> None
     with b:
         c = client.enroll(a)
         b.sendall(b"stop")
-        assert wait_for(lambda: not client._thread.is_alive())  # type: ignore[union-attr]
+        assert wait_for(lambda: not client._loop.thread.is_alive())  # type: ignore[union-attr]
         a.close()
     client.stop()
     kinds = [e[0] for e in handler.events]
