@@ -96,7 +96,7 @@ class Supervisor:
         self._done = threading.Event()
         self._thread = threading.current_thread()
 
-    # The three methods reactor.stop() uses on an Engine.
+    # What reactor.stop() uses on an Engine.
     def signal_shutdown(self) -> None:
         """Ask every worker to stop; returns at once (safe from any thread and from signal handlers)."""
         self._shutdown_requested = True
@@ -108,6 +108,11 @@ class Supervisor:
             finally:
                 self._fd_lock.release()
 
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once anyone has asked the workers to stop."""
+        return self._shutdown_requested
+
     def owns_current_thread(self) -> bool:
         # reactor.stop() from a signal handler runs on the supervising thread:
         # it must only signal, or it would wait for itself.
@@ -115,6 +120,10 @@ class Supervisor:
 
     def is_in_shutdown(self) -> bool:
         return self._done.is_set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until every worker is reaped, or ``timeout`` seconds; True if they are."""
+        return self._done.wait(timeout)
 
     # --- starting ---------------------------------------------------------------------------------------
     def spawn(self, worker_id: int, child: Callable[[int], None]) -> _Worker:
@@ -352,7 +361,7 @@ def serve_workers(
             # Port 0 resolved by worker 0: the others bind the same one.
             resolved = f"{network}://{_with_port(address, bound[1])}"
             for i in range(1, n):
-                if sup._shutdown_requested:
+                if sup.shutdown_requested:
                     break  # asked to stop while starting: start no more
                 w = sup.spawn(i, functools.partial(_child_main, serve_one, resolved, i))
                 sup.wait_ready(w)

@@ -199,7 +199,7 @@ def annotate(raw_lines: list[str]) -> tuple[list[str], dict[int, str], dict[int,
                     noise_fds.add(ret)
                 continue
             if path and ret is not None and ret >= 0:
-                fds[ret] = {"/dev/null": "the spare fd (Engine._reserve, for EMFILE)"}.get(
+                fds[ret] = {"/dev/null": "the spare fd (Engine.acceptor.reserve, for EMFILE)"}.get(
                     path.group(1), f"file {path.group(1)}"
                 )
         first_arg = re.match(r"^\w+\((\d+)", rest)

@@ -895,7 +895,9 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
 PROSE_PAGES = ("index.md", "tutorial.md", "architecture.md", "syscalls.md")
 PROSE_CLASSES = {
     "EventLoop": "reactor.eventloop.EventLoop",
-    "Engine": "reactor.server.Engine",
+    "Engine": "reactor.engine.Engine",
+    "Acceptor": "reactor.acceptor.Acceptor",
+    "ReserveFd": "reactor.acceptor.ReserveFd",
     "Server": "reactor.server.Server",
     "Poller": "reactor.internal.netpoll.Poller",
     "Conn": "reactor.connection.Conn",

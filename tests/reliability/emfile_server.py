@@ -53,12 +53,12 @@ def install_reserve_thief() -> None:
     the replay does it without a window: the spare fd itself changes owner,
     under the reserve's lock, as if closed and reopened by the thief at once.
     """
-    from reactor import server as engine_module
+    from reactor.acceptor import ReserveFd
 
-    real_shed = engine_module._ReserveFd.shed
+    real_shed = ReserveFd.shed
     stolen: list[int] = []
 
-    def shed(self: engine_module._ReserveFd, listen_fd: int) -> bool:
+    def shed(self: ReserveFd, listen_fd: int) -> bool:
         if not stolen:
             with self._lock:
                 if self._fd >= 0:
@@ -77,7 +77,7 @@ def install_reserve_thief() -> None:
                     return False
         return real_shed(self, listen_fd)
 
-    engine_module._ReserveFd.shed = shed  # type: ignore[method-assign]
+    ReserveFd.shed = shed  # type: ignore[method-assign]
 
 
 def main() -> int:

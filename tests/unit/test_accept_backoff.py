@@ -39,7 +39,7 @@ SERVER = textwrap.dedent(
             # its number), then fill the fd table: from here on every new fd
             # fails with EMFILE.
             if not self.fillers:
-                self.server._engine._reserve.close()
+                self.server._engine.acceptor.reserve.close()
                 while True:
                     try:
                         self.fillers.append(os.open("/dev/null", os.O_RDONLY))
