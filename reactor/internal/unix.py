@@ -5,6 +5,12 @@ gnet counterpart: ``golang.org/x/sys/unix`` plus gnet's
 ``os`` does it, so a reader can match every call with its man page and with
 ``strace`` output.
 
+Length: about 700 lines, and meant to stay one module: one short wrapper per
+syscall plus the constants and address conversions they share, read
+side by side with the syscall table in docs/gnet-mapping.md. Policy (which
+signals threads block, parent-death signals) lives in
+:mod:`reactor.internal.threads`, not here.
+
 Some facts about talking to the kernel through CFFI
 ----------------------------------------------------
 * errno. A failing syscall returns -1 and sets ``errno``; cffi saves it into
@@ -48,7 +54,8 @@ from collections.abc import Sequence
 from typing import Any, Final, NoReturn, Union
 
 try:
-    from .._sys import ffi as ffi, lib as lib  # explicit re-export: the hot paths call lib directly
+    # "as": an explicit re-export (mypy --strict), since the hot paths call lib directly.
+    from .._sys import ffi as ffi, lib as lib  # noqa: PLC0414
 except ImportError as _e:  # pragma: no cover - exercised by tests/unit/test_build.py in a subprocess
     # A source checkout has no compiled extension until it is built; say how,
     # instead of failing later with an obscure AttributeError.
