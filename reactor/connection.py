@@ -291,6 +291,8 @@ class Conn:
             base = self._boff
             i = self._loop.buffer.find(sub, base + start, base + size)
             return i if i < 0 else i - base
+        if not self._buffer:
+            return self._inbound.find(sub, start)  # leftovers only (see feed): searched in place
         return (self._inbound.bytes() + bytes(self._buffer)).find(sub, start)
 
     def inbound_buffered(self) -> int:
@@ -428,8 +430,19 @@ class Conn:
         self._active = now
 
     def feed(self, data: memoryview) -> None:
-        """Present ``data``, the start of the loop's read buffer just filled by ``read(2)``, to the codec."""
-        self._buffer = data
+        """Present ``data``, the start of the loop's read buffer just filled by ``read(2)``, to the codec.
+
+        With bytes left over from earlier reads, ``data`` is appended to them
+        at once (one copy of the new bytes), so the codec searches one
+        contiguous stream: presenting *ring ‖ read* would make every
+        ``find``/``peek`` join the two, re-copying the whole partial frame
+        on each read — quadratic in the number of reads a large frame takes.
+        """
+        if self._inbound._n:
+            self._inbound.write(data)
+            self._buffer = _EMPTY
+        else:
+            self._buffer = data
         self._boff = 0
 
     def has_leftover(self) -> bool:
@@ -605,6 +618,8 @@ class Conn:
 
     def release(self) -> None:
         """After ``on_closed``: drop the buffers and the context (gnet: ``releaseTCP``) so a closed connection holds no memory."""
+        if self._inbound is not _NO_INBOUND:
+            self._inbound.release()  # at once, even if the user keeps the Conn object
         self._inbound = _NO_INBOUND
         self._outbound.reset()
         self._buffer = _EMPTY

@@ -14,10 +14,15 @@ wrapping around the end of the array.
 
 Differences from gnet, on purpose:
 
-* Storage is allocated lazily (size 0 until the first write) and dropped
-  again by :meth:`release`, which the connection calls when the buffer
-  drains after a spike: idle connections then hold no buffer at all (gnet
-  v1.6 kept it, panjf2000/gnet#306; v2.6.2 fixed the same).
+* Storage is allocated lazily (size 0 until the first write). A connection
+  whose ring drains after a spike swaps it for a shared empty one, and
+  :meth:`release` drops the storage of a closed connection's ring at once:
+  idle and closed connections hold no buffer at all (gnet v1.6 kept it,
+  panjf2000/gnet#306; v2.6.2 fixed the same).
+* :meth:`find` searches the readable bytes in place; a wrapped ring is
+  first made contiguous (:meth:`_linearize`), once per wrap, so a codec that
+  searches a growing partial frame on every read does linear work, not
+  quadratic.
 * Sizes are not forced to powers of two after growth, so indices wrap with a
   comparison instead of a mask.
 """
@@ -113,6 +118,33 @@ class RingBuffer:
         data = self.bytes(n)
         self.discard(len(data))
         return data
+
+    def find(self, sub: builtins.bytes, start: int = 0, end: int = -1) -> int:
+        """Offset of ``sub`` in the readable bytes ``[start, end)`` (end < 0: all), or -1, as ``bytes.find``.
+
+        No copy while the readable bytes are contiguous; otherwise they are
+        made so first (the next wrap is then at least a buffer's worth of
+        writes away).
+        """
+        length = self._n
+        if end < 0 or end > length:
+            end = length
+        if start < 0:
+            start = 0
+        if start > end:
+            return -1
+        if self._r + length > self._size:
+            self._linearize()
+        r = self._r
+        i = self._buf.find(sub, r + start, r + end)
+        return i if i < 0 else i - r
+
+    def _linearize(self) -> None:
+        """Move the readable bytes to the start of the storage, unwrapped."""
+        data = self.bytes()
+        self._buf[: len(data)] = data
+        self._r = 0
+        self._w = len(data) % self._size
 
     # --- writing -------------------------------------------------------------------
     def write(self, data: builtins.bytes | bytearray | memoryview) -> int:

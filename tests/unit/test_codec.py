@@ -638,7 +638,7 @@ class ProbeCodec:
 
     def decode(self, c: reactor.Conn) -> Optional[bytes]:
         self.calls += 1
-        if c._inbound and len(c._buffer):  # type: ignore[attr-defined]
+        if c.has_leftover():
             self.saw_leftover = True
         fake = FakeConn(c.peek(-1))
         self._cmp("read", c.read(), fake.read())

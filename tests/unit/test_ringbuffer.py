@@ -350,3 +350,30 @@ def test_ring_buffer_random_ops_match_bytearray_model() -> None:
             model.clear()
             assert rb.cap() == 0
         check(rb, bytes(model))
+
+
+def test_find_matches_bytes_find_contiguous_and_wrapped() -> None:
+    """find() answers as bytes.find on the readable bytes, also when they wrap around the end."""
+    rb = RingBuffer(16)
+    rb.write(b"0123456789abcd")
+    rb.discard(10)  # r = 10: the next write wraps
+    rb.write(b"efgh|ij|")
+    data = rb.bytes()
+    assert data == b"abcdefgh|ij|"
+    for sub in (b"|", b"ij", b"a", b"zz", b""):
+        for start in (0, 3, 9, 12, 13):
+            assert rb.find(sub, start) == data.find(sub, start), (sub, start)
+    assert rb.find(b"|", 0, 8) == -1 and rb.find(b"|", 0, 9) == 8
+    assert rb.bytes() == data  # searching did not change the contents
+
+
+def test_find_on_a_growing_frame_does_not_copy_per_search() -> None:
+    """A codec's search per read on a growing partial frame costs no copy of the frame (linear, not quadratic)."""
+    rb = RingBuffer()
+    searched_from = 0
+    for _ in range(2000):
+        rb.write(b"x" * 100)
+        assert rb.find(b"\n", searched_from) == -1
+        searched_from = len(rb)
+        head, tail = rb.peek()
+        assert not tail  # never wrapped: r stays 0 while nothing is consumed
