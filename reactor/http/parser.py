@@ -371,24 +371,32 @@ class RequestParser:
 
 
 class ByteBuffer:
-    """A growable byte buffer with the ``Conn`` buffer API, to run a :class:`RequestParser` on bytes you feed.
+    """A byte buffer with the ``Conn`` buffer API, to run a :class:`RequestParser` on bytes you feed.
 
     For servers that read with the built-in codec (their frame is whatever a
     read produced) or outside reactor: ``write`` what arrived, then ``parse``.
+    Like ``Conn``, it holds a read's ``bytes`` as they are while nothing is
+    left over (no copy), and appends to one growing buffer only when a
+    partial request waits for more.
     """
 
     __slots__ = ("_buf", "_pos")
 
     def __init__(self, data: bytes = b"") -> None:
-        self._buf = bytearray(data)
+        self._buf: bytes | bytearray = bytes(data)
         self._pos = 0
 
     def write(self, data: bytes) -> None:
         """Append ``data``."""
-        if self._pos and self._pos == len(self._buf):
-            del self._buf[:]
+        buf = self._buf
+        if self._pos >= len(buf):
+            self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
-        self._buf += data
+            return
+        if type(buf) is bytes:
+            self._buf = buf = bytearray(memoryview(buf)[self._pos :])
+            self._pos = 0
+        buf += data
 
     def inbound_buffered(self) -> int:
         """Unconsumed bytes."""
@@ -397,14 +405,15 @@ class ByteBuffer:
     def find(self, sub: bytes, start: int = 0) -> int:
         """Offset of ``sub`` from ``start`` among the unconsumed bytes, or -1 (as ``Conn.find``)."""
         pos = self._pos
-        i = self._buf.find(sub, pos + (max(0, start)))
+        i = self._buf.find(sub, pos + max(0, start))
         return i - pos if i >= 0 else -1
 
     def peek(self, n: int = -1) -> bytes:
         """Up to ``n`` unconsumed bytes (all if ``n`` < 0), not consumed."""
         pos = self._pos
-        end = len(self._buf) if n < 0 else min(pos + n, len(self._buf))
-        return bytes(self._buf[pos:end])
+        buf = self._buf
+        end = len(buf) if n < 0 else min(pos + n, len(buf))
+        return bytes(buf[pos:end])  # a whole bytes object is returned as it is, not copied
 
     def next(self, n: int = -1) -> bytes:
         """Up to ``n`` unconsumed bytes (all if ``n`` < 0), consumed."""
@@ -416,12 +425,12 @@ class ByteBuffer:
         """Consume up to ``n`` bytes (all if ``n`` < 0); return how many."""
         have = len(self._buf) - self._pos
         if n < 0 or n >= have:
-            del self._buf[:]
+            self._buf = b""
             self._pos = 0
             return have
         self._pos += n
         if self._pos > 65536 and self._pos * 2 > len(self._buf):
-            # Compact now and then: amortised O(1) per byte, never a copy per call.
-            del self._buf[: self._pos]
+            # Drop the consumed front now and then: amortised O(1) per byte.
+            self._buf = bytearray(memoryview(self._buf)[self._pos :])
             self._pos = 0
         return n

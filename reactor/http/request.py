@@ -268,10 +268,7 @@ def parse_head(head: bytes, max_body: int) -> Request | None:
     req.http10 = http10
     req.error = None
     req.expect_continue = False
-    if host is None:
-        if not http10:
-            raise HTTPError(400, "HTTP/1.1 request without a Host header field")
-    elif host not in _HOSTS:
+    if host is not None and host not in _HOSTS:
         if not _HOST_RE.fullmatch(host):
             raise HTTPError(400, f"invalid Host {host[:60]!r}")
         if len(_HOSTS) < _CACHE_MAX:
@@ -296,6 +293,8 @@ def parse_head(head: bytes, max_body: int) -> Request | None:
         req.body_length = _content_length(cl, max_body)
     else:
         req.body_length = 0
+    if host is None and not http10:  # after the framing checks: a 413 says more than this 400
+        raise HTTPError(400, "HTTP/1.1 request without a Host header field")
     connection = headers.get("connection")
     if connection is None:
         req.keep_alive = not http10

@@ -91,7 +91,7 @@ BAD_REQUESTS = [
     (b"GARBAGE\r\n\r\n", 400),
     (b"GET /\r\n\r\n", 400),
     (b"get / HTTP/1.1\r\n\r\n", 400),
-    (b"GET / HTTP/2.0\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\n\r\n", 505),  # RFC 9110 §15.6.6: an unsupported major version
     (b"GET  / HTTP/1.1\r\n\r\n", 400),
     (b"\x00\xff\xfe\x01 / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n", 400),
@@ -100,7 +100,7 @@ BAD_REQUESTS = [
     (b"POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n", 413),  # 2**63
     (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999999\r\n\r\n", 413),
     (b"POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),  # chunked is decoded; gzip not
     (b"GET / HTTP/1.1\r\n" + b"X-Filler: " + b"a" * (MAX_HEADER + 100) + b"\r\n\r\n", 431),
     (GET + b"BROKEN\r\n\r\n", 400),  # a good request first: its 200 goes out before the 400
 ]

@@ -333,7 +333,7 @@ def test_example_restarts_on_the_same_port_right_after_sigterm(module: str, proc
     first = procs.start(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert first.stderr is not None and b"listening" in first.stderr.readline()
     with socket.create_connection(("127.0.0.1", port), timeout=SOCK_TIMEOUT) as c:
-        request = b"GET / HTTP/1.1\r\n\r\n"
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
         c.sendall(request)
         if module.endswith("http"):
             got = b""
