@@ -31,6 +31,7 @@ from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
 from .errors import EngineShutdown, ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
+from .eventloop_et import loop_class
 from .handler import Action, complete_handler
 from .internal import sockets, threads, unix
 from .internal.netpoll import Poller
@@ -100,7 +101,7 @@ class Client:
             raise RuntimeError("Client.start() called twice")
         self._started = True
         poller = Poller(self.logger)
-        loop = EventLoop(self._engine, poller, None)  # type: ignore[arg-type]
+        loop = loop_class(self._engine.opts.edge_triggered)(self._engine, poller, None)  # type: ignore[arg-type]
         self._engine.lb.append(loop)
         self._loop = loop
         self._server = Server(self._engine, 1)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from .acceptor import Acceptor
 from .codec import BuiltInFrameCodec
 from .errors import ServerInShutdownError
 from .eventloop import EventLoop, shutdown_task
+from .eventloop_et import loop_class
 from .handler import complete_handler
 from .internal import threads
 from .internal.netpoll import Poller
@@ -145,7 +146,7 @@ class Engine:
     def _new_loop(self, ln: Listener | None) -> EventLoop:
         poller = Poller(self.logger)
         try:
-            el = EventLoop(self, poller, ln)
+            el = loop_class(self.opts.edge_triggered)(self, poller, ln)
         except BaseException:
             poller.close()
             raise

@@ -48,7 +48,7 @@ from .internal.timers import TimerQueue
 
 if TYPE_CHECKING:
     from .listener import Listener
-    from .server import Engine
+    from .engine import Engine
 
 __all__ = ["EventLoop", "MAX_BYTES_TO_WRITE_PER_LOOP", "MAX_IOV_SIZE"]
 

@@ -34,9 +34,9 @@ from .internal.netpoll import IN_EVENTS, OUT_EVENTS
 if TYPE_CHECKING:
     from .internal.netpoll import Poller
     from .listener import Listener
-    from .server import Engine
+    from .engine import Engine
 
-__all__ = ["EdgeTriggeredEventLoop"]
+__all__ = ["EdgeTriggeredEventLoop", "loop_class"]
 
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
@@ -125,3 +125,8 @@ class EdgeTriggeredEventLoop(EventLoop):
         """Leaving a pause: decode what is held back, and read again, since no new edge will come."""
         super()._resumed(c)
         self.poller.trigger(self._resume_read_et, c)
+
+
+def loop_class(edge_triggered: bool) -> type[EventLoop]:
+    """The event loop class for the ``edge_triggered`` option: chosen once, when the engine or client builds its loops."""
+    return EdgeTriggeredEventLoop if edge_triggered else EventLoop

@@ -694,14 +694,3 @@ def writev_nowait(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) ->
         return -ffi.errno
     return sent
 
-
-def __getattr__(name: str) -> Any:
-    # Temporary: reactor.testing (not edited in the same change) still calls
-    # unix.start_thread, which moved to reactor.internal.threads. Resolved
-    # lazily, because threads imports this module; remove once no caller
-    # uses the old name.
-    if name == "start_thread":
-        from . import threads
-
-        return threads.start_thread
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

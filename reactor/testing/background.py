@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..codec import BuiltInFrameCodec
 from ..connection import Conn
-from ..internal import unix
+from ..internal import threads
 from ..server import Server, serve
 from .proxies import CodecProxy, HandlerProxy, Recorder
 from .waiting import DEFAULT_TIMEOUT
@@ -95,7 +95,7 @@ class BackgroundServer:
             self._recorder.ready.set()
 
     def _start(self) -> None:
-        unix.start_thread(self._thread)
+        threads.start_thread(self._thread)
         if not self._recorder.ready.wait(self._timeout):
             # Bound to never happen; do not leave a half-started server behind.
             if self.server is not None:

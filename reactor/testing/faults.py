@@ -19,7 +19,7 @@ from typing import Any
 from ..connection import Conn
 from ..errors import ServerInShutdownError
 from ..handler import Action, EventServer
-from ..internal import sockets, unix
+from ..internal import sockets, threads, unix
 from ..server import Server
 from .waiting import DEFAULT_TIMEOUT
 
@@ -44,7 +44,7 @@ class _Scheduler:
             heapq.heappush(self._heap, (when, next(self._seq), fn, args))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                unix.start_thread(self._thread)
+                threads.start_thread(self._thread)
             self._cond.notify()
 
     def _run(self) -> None:
