@@ -18,10 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-# Engine is built by _serve; "as Engine" re-exports it for type-checking
-# imports too (eventloop.py's `from .server import Engine`, until it imports
-# reactor.engine). Not in __all__: it is documented in reactor.engine.
-from .engine import Engine as Engine  # noqa: PLC0414
+from .engine import Engine
 from .errors import ServerInShutdownError
 from .handler import Action
 from .internal import unix
