@@ -181,7 +181,7 @@ def _error(call: str, err: int | None = None) -> OSError:
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     else:  # Python 3.10: no add_note, keep the note where 3.11 would put it
-        exc.__notes__ = [note]  # type: ignore[attr-defined]
+        exc.__notes__ = [note]
     return exc
 
 
@@ -231,8 +231,8 @@ def sockaddr(family: int, address: Address) -> tuple[Any, int]:
             )
         host6 = str(address[0]) or "::"
         port6 = _check_port(address[1])
-        flowinfo = int(address[2]) if len(address) > 2 else 0  # type: ignore[misc]
-        scope_id = int(address[3]) if len(address) > 3 else 0  # type: ignore[misc]
+        flowinfo = int(address[2]) if len(address) > 2 else 0
+        scope_id = int(address[3]) if len(address) > 3 else 0
         if "%" in host6:
             host6, _, ifname = host6.partition("%")
             scope_id = int(ifname) if ifname.isdigit() else _socket.if_nametoindex(ifname)
@@ -300,7 +300,7 @@ def sockaddr_to_address(sa: Any, length: int) -> Address:
         n = length - _SUN_PATH_OFFSET
         if n <= 0:
             return ""  # an unnamed socket (socketpair, or a client that never bound)
-        raw = ffi.buffer(sun.sun_path, n)[:]
+        raw: bytes = ffi.buffer(sun.sun_path, n)[:]
         if raw[:1] == b"\0":
             return raw  # abstract namespace: bytes, length-exact, like the stdlib
         return os.fsdecode(raw.split(b"\0", 1)[0])
@@ -346,7 +346,8 @@ def getsockopt(fd: int, level: int, option: int, buflen: int = 0) -> int | bytes
     size = ffi.new("socklen_t *", buflen)
     if lib.getsockopt(fd, level, option, raw, size) < 0:
         _raise(f"getsockopt(fd={fd}, level={level}, option={option})")
-    return ffi.buffer(raw, size[0])[:]
+    value: bytes = ffi.buffer(raw, size[0])[:]
+    return value
 
 
 def bind(fd: int, family: int, address: Address) -> None:
@@ -429,7 +430,8 @@ def read(fd: int, n: int) -> bytes:
     while True:
         got: int = lib.read(fd, buf, n)
         if got >= 0:
-            return ffi.buffer(buf, got)[:]
+            data: bytes = ffi.buffer(buf, got)[:]
+            return data
         err = ffi.errno
         if err != _EINTR:
             raise _error(f"read(fd={fd}, {n})", err)
@@ -665,7 +667,7 @@ def read_nowait(fd: int, cbuf: Any, n: int) -> int:
     """read(2) into a cdata buffer: bytes read, 0 at EOF, or ``-errno``."""
     got: int = _lib_read(fd, cbuf, n)
     if got < 0:
-        return -ffi.errno
+        return -int(ffi.errno)
     return got
 
 
@@ -677,7 +679,7 @@ def write_nowait(fd: int, data: bytes | bytearray | memoryview) -> int:
         cbuf = _from_buffer(data)
         sent = _lib_write(fd, cbuf, len(cbuf))
     if sent < 0:
-        return -ffi.errno
+        return -int(ffi.errno)
     return sent
 
 
@@ -691,6 +693,6 @@ def writev_nowait(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) ->
         iov[i].iov_len = len(keep[i])
     sent: int = _lib_writev(fd, iov, count)
     if sent < 0:
-        return -ffi.errno
+        return -int(ffi.errno)
     return sent
 
