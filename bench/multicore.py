@@ -50,8 +50,9 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: python bench/multicore.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -93,7 +94,7 @@ def configs() -> dict[str, Peer]:
     return {c.name: c for c in items}
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     known = configs()
     p = argparse.ArgumentParser(
         prog="python -m bench.multicore",
@@ -187,7 +188,7 @@ def write(out: Path, meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[P
 # --- main --------------------------------------------------------------------------------------------
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, run._raise_interrupt)  # a kill of the run still stops its servers
     known = configs()

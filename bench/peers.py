@@ -30,9 +30,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Peer:
     #: Part of the default set.
     default: bool = True
     #: None if it can run here, else why not (the peer is then skipped with this note).
-    unavailable: Optional[str] = None
+    unavailable: str | None = None
 
 
 def _python(module: str, *extra: str) -> Callable[[str, str, int, dict[str, Path]], list[str]]:
@@ -63,11 +63,14 @@ def _baseline(mode: str, host: str, port: int, binaries: dict[str, Path]) -> lis
     tree, python = os.environ["REACTOR_BASELINE_TREE"], os.environ["REACTOR_BASELINE_PYTHON"]
     # -P keeps this checkout (the suite's cwd) off sys.path, so reactor comes
     # from the baseline interpreter and bench.servers from the baseline tree.
-    run = f"import runpy, sys; sys.path.insert(0, {tree!r}); runpy.run_module('bench.servers.reactor_server', run_name='__main__')"
+    run = (
+        f"import runpy, sys; sys.path.insert(0, {tree!r}); "
+        "runpy.run_module('bench.servers.reactor_server', run_name='__main__')"
+    )
     return [python, "-P", "-c", run, "--mode", mode, "--host", host, "--port", str(port)]
 
 
-def _baseline_missing() -> Optional[str]:
+def _baseline_missing() -> str | None:
     if not os.environ.get("REACTOR_BASELINE_TREE") or not os.environ.get("REACTOR_BASELINE_PYTHON"):
         return "set REACTOR_BASELINE_TREE and REACTOR_BASELINE_PYTHON to compare with another checkout"
     return None
@@ -77,7 +80,7 @@ def _c_epoll(mode: str, host: str, port: int, binaries: dict[str, Path]) -> list
     return [str(binaries["epoll_server"]), "--mode", mode, "--host", host, "--port", str(port)]
 
 
-def _uvloop_missing() -> Optional[str]:
+def _uvloop_missing() -> str | None:
     if importlib.util.find_spec("uvloop") is None:
         return "uvloop is not importable (install the optional dependencies: pip install -e '.[bench]')"
     return None

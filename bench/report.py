@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .peers import BASELINE
 
@@ -32,7 +32,7 @@ COLOURS = {
 }
 
 
-def _median(values: list[float]) -> Optional[float]:
+def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
@@ -68,7 +68,7 @@ def aggregate(meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str
 # --- Markdown ----------------------------------------------------------------------------------------
 
 
-def _n(x: Optional[float], digits: int = 0) -> str:
+def _n(x: float | None, digits: int = 0) -> str:
     if x is None:
         return "–"
     if digits == 0:
@@ -76,13 +76,13 @@ def _n(x: Optional[float], digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
-def _ops(x: Optional[float]) -> str:
+def _ops(x: float | None) -> str:
     if x is None:
         return "–"
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k" if x >= 1e4 else f"{x:,.0f}"
 
 
-def _lat(x: Optional[float]) -> str:
+def _lat(x: float | None) -> str:
     if x is None:
         return "–"
     return f"{x / 1000:.1f} ms" if x >= 10_000 else f"{x:,.0f} µs"
@@ -95,13 +95,13 @@ def _range(c: dict[str, Any], key: str, fmt: Any) -> str:
     return f" ({fmt(lo)}–{fmt(hi)})"
 
 
-def _cpu(x: Optional[float]) -> str:
+def _cpu(x: float | None) -> str:
     if x is None:
         return "–"
     return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
-def _ratio(x: Optional[float]) -> str:
+def _ratio(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
@@ -263,7 +263,7 @@ def chart(path: Path, meta: dict[str, Any], cells: list[dict[str, Any]]) -> None
         axes.append(fig.add_subplot(grid[1, 3]))
     bar = 0.8 / max(1, len(peers))
 
-    def cell(w: str, p: str) -> Optional[dict[str, Any]]:
+    def cell(w: str, p: str) -> dict[str, Any] | None:
         return next((c for c in cells if c["workload"] == w and c["peer"] == p), None)
 
     def grouped(ax: Any, workloads: list[str], key: str, scale: float, title: str, ylabel: str, log: bool) -> None:

@@ -38,7 +38,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,7 +57,7 @@ SETTLE_LIMIT = 2.0
 STOP_GRACE = 5.0
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     peers = all_peers()
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -115,8 +115,8 @@ def session_defaults(p: argparse.ArgumentParser, args: argparse.Namespace, round
         p.error("--rounds and --duration must be >= 1, --retries >= 0")
 
 
-def _pick(p: argparse.ArgumentParser, value: Optional[str], default: list[str], what: str,
-          known: Optional[list[str]] = None) -> list[str]:
+def _pick(p: argparse.ArgumentParser, value: str | None, default: list[str], what: str,
+          known: list[str] | None = None) -> list[str]:
     if not value:
         return default
     names = [v.strip() for v in value.split(",") if v.strip()]
@@ -319,8 +319,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 
-def session_meta(prog: str, argv: Optional[list[str]], started: float, args: argparse.Namespace,
-                 peers: list[Any], skipped: dict[str, Optional[str]], workloads: list[Workload],
+def session_meta(prog: str, argv: list[str] | None, started: float, args: argparse.Namespace,
+                 peers: list[Any], skipped: dict[str, str | None], workloads: list[Workload],
                  machine: dict[str, Any]) -> dict[str, Any]:
     """What a results file says about the session that produced it (also used by bench.multicore)."""
     return {
@@ -343,7 +343,7 @@ def session_meta(prog: str, argv: Optional[list[str]], started: float, args: arg
         "machine": machine,
     }
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill of the suite still stops its servers
 

@@ -41,9 +41,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Optional, Sequence, Union
+from typing import IO
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: What servers and load generators get as RLIMIT_NOFILE: 10,000 connections plus slack.
@@ -221,7 +222,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def preexec(cpu: Optional[int]) -> Callable[[], None]:
+def preexec(cpu: int | None) -> Callable[[], None]:
     """A ``preexec_fn``: pin to ``cpu`` (None: leave the affinity alone) and raise RLIMIT_NOFILE.
 
     Pinning: the server on one core and the load generator on the other, so
@@ -242,8 +243,8 @@ def preexec(cpu: Optional[int]) -> Callable[[], None]:
     return fn
 
 
-def spawn(cmd: Sequence[str], *, cpu: Optional[int], cwd: Path, stdout: Union[int, IO[bytes], None],
-          stderr: Union[int, IO[bytes], None], env: Optional[dict[str, str]] = None) -> subprocess.Popen[bytes]:
+def spawn(cmd: Sequence[str], *, cpu: int | None, cwd: Path, stdout: int | IO[bytes] | None,
+          stderr: int | IO[bytes] | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in a new session, pinned to ``cpu``; it is tracked until :func:`stop` reaps it."""
     p = subprocess.Popen(
         list(cmd),
@@ -259,7 +260,7 @@ def spawn(cmd: Sequence[str], *, cpu: Optional[int], cwd: Path, stdout: Union[in
     return p
 
 
-def stop(p: subprocess.Popen[bytes], grace: float = 5.0) -> Optional[int]:
+def stop(p: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
     """Stop a process started by :func:`spawn`: SIGTERM, wait ``grace`` s, then SIGKILL its group.
 
     Returns its exit status (negative: killed by that signal), or None if

@@ -32,7 +32,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import system
 
@@ -78,7 +78,7 @@ class LoadError(RuntimeError):
     """The load generator failed to run (not: it ran and found errors, which are results)."""
 
 
-def _run(cmd: list[str], *, cpu: Optional[int], timeout: float, env: Optional[dict[str, str]] = None) -> str:
+def _run(cmd: list[str], *, cpu: int | None, timeout: float, env: dict[str, str] | None = None) -> str:
     """Run a load generator pinned to ``cpu``, at most ``timeout`` s; return its stdout."""
     p = system.spawn(cmd, cpu=cpu, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
@@ -102,7 +102,7 @@ def _last_json(text: str, who: str) -> dict[str, Any]:
     raise LoadError(f"{who} printed no JSON result:\n{text[-500:]}")
 
 
-def _wrk(w: Workload, port: int, seconds: int, cpu: Optional[int]) -> dict[str, Any]:
+def _wrk(w: Workload, port: int, seconds: int, cpu: int | None) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/"
     cmd = ["wrk", "-t1", f"-c{w.conns}", f"-d{seconds}s"]
     if w.depth > 1:
@@ -129,7 +129,7 @@ def _wrk(w: Workload, port: int, seconds: int, cpu: Optional[int]) -> dict[str, 
     }
 
 
-def _echo(w: Workload, port: int, seconds: float, cpu: Optional[int], binaries: dict[str, Path],
+def _echo(w: Workload, port: int, seconds: float, cpu: int | None, binaries: dict[str, Path],
           server_pid: int) -> dict[str, Any]:
     exe = str(binaries["echo_load"])
     if w.kind == "conns":
@@ -173,7 +173,7 @@ def _echo(w: Workload, port: int, seconds: float, cpu: Optional[int], binaries: 
     return result
 
 
-def run_load(w: Workload, *, port: int, seconds: float, cpu: Optional[int], binaries: dict[str, Path],
+def run_load(w: Workload, *, port: int, seconds: float, cpu: int | None, binaries: dict[str, Path],
              server_pid: int) -> dict[str, Any]:
     """Drive ``w`` against the server on ``port`` for ``seconds``; normalised results.
 
@@ -227,7 +227,7 @@ def check_http(port: int, timeout: float = 5.0) -> list[str]:
     return problems
 
 
-def warm_up(w: Workload, *, port: int, seconds: float, cpu: Optional[int],
+def warm_up(w: Workload, *, port: int, seconds: float, cpu: int | None,
             binaries: dict[str, Path]) -> tuple[int, list[str]]:
     """A short unmeasured load of the same kind, so the timed run does not meet a cold server.
 

@@ -26,8 +26,8 @@ import socket as _socket
 import stat
 import threading
 
-from .internal import sockets, unix
 from .errors import InvalidNetworkAddressError, UnsupportedProtocolError
+from .internal import sockets, unix
 from .options import Options
 
 __all__ = ["Listener", "init_listener", "parse_proto_addr"]

@@ -44,7 +44,8 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .errors import WorkerError
 from .internal import threads, unix
@@ -71,8 +72,8 @@ class _Worker:
         #: bound, ("error", exception) if serving failed. Closed when reaped.
         self.report_fd = report_fd
         self.pending = bytearray()  # report bytes read but not yet a whole report
-        self.status: Optional[int] = None  # the waitpid status once reaped
-        self.error: Optional[BaseException] = None
+        self.status: int | None = None  # the waitpid status once reaped
+        self.error: BaseException | None = None
         self.sent = 0  # the last signal the parent sent it
 
     def __repr__(self) -> str:
@@ -276,7 +277,7 @@ def _send_report(fd: int, kind: str, value: Any) -> None:
         view = view[n:]
 
 
-def _read_report(w: _Worker, deadline: float) -> Optional[tuple[str, Any]]:
+def _read_report(w: _Worker, deadline: float) -> tuple[str, Any] | None:
     """Read ``w``'s next report; None on EOF (it exited without one more) or at ``deadline``."""
     while True:
         if len(w.pending) >= 4:

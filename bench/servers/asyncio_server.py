@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import signal
 import sys
+
 from .common import HTTPSession, parse_args
 
 

@@ -20,7 +20,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import reactor
 from reactor import Action, Conn
@@ -33,13 +33,13 @@ class EchoServer(reactor.EventServer):
     """gnet's echo server: every frame goes straight back."""
 
     def __init__(self) -> None:
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
 
     def on_init_complete(self, server: reactor.Server) -> Action:
         self.server = server
         return Action.NONE
 
-    def react(self, frame: Optional[bytes], c: Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
         return frame, Action.NONE
 
 

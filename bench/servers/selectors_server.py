@@ -15,7 +15,6 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Optional
 
 from .common import HTTPSession, parse_args
 
@@ -30,7 +29,7 @@ class Conn:
     def __init__(self, sock: socket.socket, http: bool) -> None:
         self.sock = sock
         self.out = b""
-        self.session: Optional[HTTPSession] = HTTPSession() if http else None
+        self.session: HTTPSession | None = HTTPSession() if http else None
 
 
 class _Stop(Exception):

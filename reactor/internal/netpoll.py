@@ -45,8 +45,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import unix
 from ..errors import EngineShutdown, ServerInShutdownError
+from . import unix
 from .timers import TimerQueue
 
 __all__ = [

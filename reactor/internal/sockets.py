@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from . import unix
 from ..errors import InvalidNetworkAddressError
+from . import unix
 
 __all__ = [
     "SockOpt",

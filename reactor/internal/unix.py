@@ -51,11 +51,12 @@ import os
 import socket as _socket
 import sys
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn, Union
+from typing import Any, Final, NoReturn
 
 try:
     # "as": an explicit re-export (mypy --strict), since the hot paths call lib directly.
-    from .._sys import ffi as ffi, lib as lib  # noqa: PLC0414
+    from .._sys import ffi as ffi  # noqa: PLC0414
+    from .._sys import lib as lib
 except ImportError as _e:  # pragma: no cover - exercised by tests/unit/test_build.py in a subprocess
     # A source checkout has no compiled extension until it is built; say how,
     # instead of failing later with an obscure AttributeError.
@@ -103,7 +104,7 @@ __all__ = [
 ]
 
 #: What the address helpers accept and return (stdlib ``socket`` shapes).
-Address = Union[tuple[str, int], tuple[str, int, int, int], str, bytes]
+Address = tuple[str, int] | tuple[str, int, int, int] | str | bytes
 
 # --- constants, straight from the C headers through build_ffi.py -------------
 AF_UNSPEC: Final[int] = lib.AF_UNSPEC

@@ -18,11 +18,10 @@ connections that alone was most of the server's memory per connection).
 from __future__ import annotations
 
 from collections import deque
-from typing import Union
 
 __all__ = ["ListBuffer"]
 
-Chunk = Union[bytes, memoryview]
+Chunk = bytes | memoryview
 
 
 class ListBuffer:

@@ -45,7 +45,6 @@ from typing import Any
 import pytest
 
 import reactor
-
 from netsupport import listening_line, process_with_stderr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -329,7 +328,8 @@ def test_example_graceful_stop_shutdown_action(monkeypatch: pytest.MonkeyPatch) 
 def test_example_graceful_stop_sigterm() -> None:
     """The real thing: the example as a process, stopped with SIGTERM."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    with process_with_stderr([sys.executable, str(EXAMPLES / "graceful_stop.py"), "tcp://127.0.0.1:0"], env=env) as proc:
+    argv = [sys.executable, str(EXAMPLES / "graceful_stop.py"), "tcp://127.0.0.1:0"]
+    with process_with_stderr(argv, env=env) as proc:
         line = listening_line(proc)
         m = re.match(r"listening on ([\d.]+):(\d+)", line)
         assert m, f"unexpected first line {line!r}"
@@ -504,7 +504,9 @@ def test_mapping_rows_are_well_formed() -> None:
     assert len(rows) > 250
     for gnet_symbol, gnet_file, symbol, module, status, why in rows:
         assert status in STATUSES, f"status {status!r} in row {gnet_symbol} / {symbol}"
-        assert (gnet_symbol == DASH) == (status == "new"), f"only 'new' rows lack a gnet symbol: {gnet_symbol} / {symbol}"
+        assert (gnet_symbol == DASH) == (status == "new"), (
+            f"only 'new' rows lack a gnet symbol: {gnet_symbol} / {symbol}"
+        )
         assert (gnet_file == DASH) == (gnet_symbol == DASH), f"gnet file and symbol go together: {gnet_symbol}"
         assert (symbol == DASH) == (status == "omitted"), f"only 'omitted' rows lack a reactor symbol: {gnet_symbol}"
         assert (module == DASH) == (symbol == DASH), f"reactor symbol and module go together: {gnet_symbol}"
@@ -714,7 +716,13 @@ def test_syscall_trace_shows_the_documented_steps_in_order() -> None:
     conn = re.search(r"^accept\s+accept4\(.*\) = (\d+)$", text, re.MULTILINE)
     assert conn
     fd = conn.group(1)
-    for call in (rf'read\({fd}, "GET', rf'write\({fd}, "HTTP/1\.1 200', rf"epoll_ctl\(\d+, EPOLL_CTL_DEL, {fd},", rf"close\({fd}\)"):
+    calls = (
+        rf'read\({fd}, "GET',
+        rf'write\({fd}, "HTTP/1\.1 200',
+        rf"epoll_ctl\(\d+, EPOLL_CTL_DEL, {fd},",
+        rf"close\({fd}\)",
+    )
+    for call in calls:
         assert re.search(call, text), call
 
 
@@ -739,7 +747,9 @@ def test_syscalls_page_excerpts_come_from_the_capture() -> None:
         )
         if not re.search(rf"^{pattern}\s*$", trace, re.MULTILINE):
             missing.append(line)
-    assert not missing, "syscalls.md quotes lines the capture does not have (regenerated? update the page):\n" + "\n".join(missing)
+    assert not missing, (
+        "syscalls.md quotes lines the capture does not have (regenerated? update the page):\n" + "\n".join(missing)
+    )
 
 
 def test_trace_script_joins_split_calls() -> None:

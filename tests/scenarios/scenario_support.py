@@ -18,14 +18,13 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
+import netsupport
 import reactor
 from reactor import Action
-
-import netsupport
 
 SOCK_TIMEOUT = 5.0
 WAIT = 5.0  # upper bound for "this should happen soon"
@@ -74,7 +73,7 @@ class Job:
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
         self.value: Any = None
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(fn, args), name=name, daemon=True)
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -124,31 +123,31 @@ class Recorder(reactor.EventServer):
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.opened: list[reactor.Conn] = []
-        self.closed: list[tuple[reactor.Conn, Optional[BaseException]]] = []
+        self.closed: list[tuple[reactor.Conn, BaseException | None]] = []
         self.shutdowns: list[int] = []  # len(self.closed) when on_shutdown ran
         self.problems: list[str] = []
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
 
     def on_init_complete(self, server: reactor.Server) -> Action:
         self.server = server
         return Action.NONE
 
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         with self.cond:
             self.opened.append(c)
             self.cond.notify_all()
         return self.after_open(c)
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return None, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         with self.cond:
             self.closed.append((c, err))
             self.cond.notify_all()
         return self.after_close(c, err)
 
-    def after_close(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def after_close(self, c: reactor.Conn, err: BaseException | None) -> Action:
         return Action.NONE
 
     def on_shutdown(self, server: reactor.Server) -> None:
@@ -156,7 +155,7 @@ class Recorder(reactor.EventServer):
             self.shutdowns.append(len(self.closed))
             self.cond.notify_all()
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return frame, Action.NONE
 
     def problem(self, msg: str) -> None:
@@ -185,7 +184,7 @@ class NeverStarts(reactor.EventServer):
 
     def __init__(self) -> None:
         self.init_calls = 0
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
 
     def on_init_complete(self, server: reactor.Server) -> Action:
         self.init_calls += 1
@@ -194,6 +193,6 @@ class NeverStarts(reactor.EventServer):
 
 
 class LoopRecorder(Recorder):
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         c.context = loop_name()
         return None, Action.NONE

@@ -12,13 +12,12 @@ import os
 import socket
 import stat
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
 from reactor import Action
-
 from scenario_support import (
     WAIT,
     Clients,
@@ -31,7 +30,7 @@ from scenario_support import (
 
 # --- actions from react (gnet: TestCloseActionError, TestShutdownActionError) ------------------------
 class CloseAfterEcho(Recorder):
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return frame, Action.CLOSE
 
 
@@ -53,7 +52,7 @@ class ShutdownAfterEcho(Recorder):
         super().__init__()
         self.read_n: list[Any] = []
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         self.read_n.append(c.read_n(-1))  # gnet's test calls ReadN(-1) here
         return frame, Action.SHUTDOWN
 
@@ -74,25 +73,25 @@ def test_shutdown_action_delivers_the_echo(start_server: Any, clients: Clients) 
 
 # --- actions from on_opened (gnet: TestCloseActionOnOpen, TestShutdownActionOnOpen) -------------------
 class CloseOnOpen(Recorder):
-    def __init__(self, greeting: Optional[bytes]) -> None:
+    def __init__(self, greeting: bytes | None) -> None:
         super().__init__()
         self.greeting = greeting
         self.reacted = False
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return self.greeting, Action.CLOSE
 
-    def after_close(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def after_close(self, c: reactor.Conn, err: BaseException | None) -> Action:
         return Action.SHUTDOWN
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         self.reacted = True
         return None, Action.NONE
 
 
 @pytest.mark.parametrize("greeting", [None, b"bye"], ids=["no-output", "with-output"])
 def test_close_from_on_opened_then_shutdown_from_on_closed(
-    greeting: Optional[bytes], start_server: Any, clients: Clients
+    greeting: bytes | None, start_server: Any, clients: Clients
 ) -> None:
     h = CloseOnOpen(greeting)
     bg = start_server(h, num_event_loop=2)
@@ -109,7 +108,7 @@ class ShutdownOnOpen(Recorder):
         super().__init__()
         self.dup_result: Any = None
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return None, Action.SHUTDOWN
 
     def on_shutdown(self, server: reactor.Server) -> None:
@@ -175,7 +174,7 @@ class CloseLater(Recorder):
         super().__init__()
         self.jobs = jobs
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         def close_soon() -> None:
             time.sleep(0.1)
             c.close()

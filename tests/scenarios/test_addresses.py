@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 import reactor
-
 from scenario_support import (
     WAIT,
     Clients,

@@ -8,13 +8,12 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
 from reactor import Action
-
 from scenario_support import (
     SOCK_TIMEOUT,
     WAIT,
@@ -22,7 +21,6 @@ from scenario_support import (
     Recorder,
     recv_exact,
 )
-
 
 # --- write_buffer_cap back-pressure -----------------------------------------------------------------
 REQ = 1024
@@ -37,11 +35,11 @@ def response(i: int) -> bytes:
 class Bulk(Recorder):
     """Answers every REQ bytes received with a RESP-byte response."""
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         c.context = [0, 0]  # bytes of a partial request, index of the next response
         return None, Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         st = c.context
         st[0] += len(frame)

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
 from reactor import Action
-
 from scenario_support import (
     SOCK_TIMEOUT,
     WAIT,
@@ -33,10 +32,10 @@ class Faulty(Recorder):
         self.raised: list[BaseException] = []
         self.bad_result: Any = None
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return b"hi", Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> Any:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> Any:
         if frame == b"raise":
             e = ValueError("boom in react")
             self.raised.append(e)
@@ -71,7 +70,7 @@ class RaisingOnOpen(Recorder):
         super().__init__()
         self.raised: list[BaseException] = []
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if len(self.opened) == 1:
             e = RuntimeError("boom in on_opened")
             self.raised.append(e)
@@ -140,7 +139,7 @@ def test_on_opened_returning_a_wrong_type(start_server: Any, clients: Clients) -
 
 
 class RaisingOnClosed(Recorder):
-    def after_close(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def after_close(self, c: reactor.Conn, err: BaseException | None) -> Action:
         raise RuntimeError("boom in on_closed")
 
 

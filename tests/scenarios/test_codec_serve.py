@@ -26,11 +26,13 @@ import random
 import socket
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import reactor
+from netsupport import connect_nodelay, recv_up_to
 from reactor import (
     Action,
     CodecError,
@@ -44,8 +46,6 @@ from reactor import (
     TooLessLengthError,
 )
 
-from netsupport import connect_nodelay, recv_up_to
-
 GREETING = b"sweetness\r\n"
 CLIENTS = 4
 ROUNDS = 4
@@ -55,7 +55,7 @@ CELL_DEADLINE = 20.0
 OPTIONS = dict(read_buffer_cap=8192, socket_recv_buffer=8192, socket_send_buffer=8192)
 
 
-# --- handler ----------------------------------------------------------------------------------------
+# --- handler ------------------------------------------------------------------------------------------------
 class CodecEchoServer(reactor.EventServer):
     def __init__(self, mode: str = "sync") -> None:
         assert mode in ("sync", "async")
@@ -63,22 +63,22 @@ class CodecEchoServer(reactor.EventServer):
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.opened = 0
-        self.closed: list[tuple[reactor.Conn, Optional[BaseException]]] = []
+        self.closed: list[tuple[reactor.Conn, BaseException | None]] = []
         self.frames: list[bytes] = []
         self.problems: list[str] = []
         self._q: queue.Queue[Any] = queue.Queue()
-        self._worker: Optional[threading.Thread] = None
+        self._worker: threading.Thread | None = None
         if mode == "async":
             self._worker = threading.Thread(target=self._work, name="codec-echo-worker", daemon=True)
             self._worker.start()
 
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         c.context = c
         with self.cond:
             self.opened += 1
         return GREETING, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         with self.cond:
             if c.context is not c:
                 self.problems.append(f"on_closed: context of {c!r} is {c.context!r}")
@@ -89,7 +89,7 @@ class CodecEchoServer(reactor.EventServer):
     def on_shutdown(self, server: reactor.Server) -> None:
         self.stop_worker()
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if frame is None:
             with self.lock:
                 self.problems.append("react(None) without wake()")
@@ -124,17 +124,19 @@ class CodecEchoServer(reactor.EventServer):
             self._worker.join(5)
             self._worker = None
 
-    def wait_closed(self, n: int, timeout: float = SOCK_TIMEOUT) -> list[tuple[reactor.Conn, Optional[BaseException]]]:
+    def wait_closed(self, n: int, timeout: float = SOCK_TIMEOUT) -> list[tuple[reactor.Conn, BaseException | None]]:
         with self.cond:
             self.cond.wait_for(lambda: len(self.closed) >= n, timeout)
             return list(self.closed)
 
 
-# --- hand-made encodings (independent of reactor.codec) -------------------------------------------------
+# --- hand-made encodings (independent of reactor.codec) -----------------------------------------------------
 class Framing:
     """How a cell's frames look on the wire, written out by hand."""
 
-    def __init__(self, name: str, codec: Any, encode: Callable[[bytes], bytes], payload: Callable[[random.Random], bytes]) -> None:
+    def __init__(
+        self, name: str, codec: Any, encode: Callable[[bytes], bytes], payload: Callable[[random.Random], bytes]
+    ) -> None:
         self.name = name
         self.codec = codec
         self.encode = encode
@@ -152,7 +154,9 @@ def line_framing() -> Framing:
 
 
 def delimiter_framing() -> Framing:
-    return Framing("delimiter", DelimiterBasedFrameCodec(b"|"), lambda p: p + b"|", lambda r: _no_byte(r, b"|", 1, 1024))
+    return Framing(
+        "delimiter", DelimiterBasedFrameCodec(b"|"), lambda p: p + b"|", lambda r: _no_byte(r, b"|", 1, 1024)
+    )
 
 
 def fixed_framing() -> Framing:
@@ -195,8 +199,8 @@ def make_framing(codec: str, field: int) -> Framing:
     return length_field_framing(field)
 
 
-# --- client helpers ------------------------------------------------------------------------------------------
-def recv_until_eof(s: socket.socket, limit: int = 1 << 20) -> tuple[bytes, Optional[BaseException]]:
+# --- client helpers -----------------------------------------------------------------------------------------
+def recv_until_eof(s: socket.socket, limit: int = 1 << 20) -> tuple[bytes, BaseException | None]:
     """Everything until EOF (or a reset, returned as the second item)."""
     buf = bytearray()
     while len(buf) < limit:
@@ -232,7 +236,7 @@ def run_clients(n: int, body: Callable[[int], None], deadline: float = CELL_DEAD
     return errors
 
 
-# --- the matrix ----------------------------------------------------------------------------------------------------
+# --- the matrix ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("engine", "mode", "loops", "codec", "field"), CELLS)
 def test_codec_serve(start_server: Any, engine: str, mode: str, loops: int, codec: str, field: int) -> None:
     framing = make_framing(codec, field)
@@ -280,7 +284,7 @@ def test_codec_serve(start_server: Any, engine: str, mode: str, loops: int, code
     assert handler.opened == CLIENTS
 
 
-# --- codec errors close only the offending connection --------------------------------------------------------------
+# --- codec errors close only the offending connection -------------------------------------------------------
 def _lf_adjusted() -> LengthFieldBasedFrameCodec:
     return LengthFieldBasedFrameCodec(
         EncoderConfig(length_field_length=1, length_adjustment=10),
@@ -356,7 +360,7 @@ def test_codec_error_closes_only_that_connection(
     assert handler.problems == []
 
 
-# --- empty frames ----------------------------------------------------------------------------------------------------------
+# --- empty frames -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(
     ("codec", "stream", "frames"),
@@ -366,7 +370,9 @@ def test_codec_error_closes_only_that_connection(
     ],
     ids=["line", "delimiter"],
 )
-def test_empty_frames_mid_stream_are_echoed(start_server: Any, mode: str, codec: Any, stream: bytes, frames: list[bytes]) -> None:
+def test_empty_frames_mid_stream_are_echoed(
+    start_server: Any, mode: str, codec: Any, stream: bytes, frames: list[bytes]
+) -> None:
     handler = CodecEchoServer(mode)
     try:
         bg = start_server(handler, codec=codec(), **OPTIONS)
@@ -382,7 +388,7 @@ def test_empty_frames_mid_stream_are_echoed(start_server: Any, mode: str, codec:
     assert handler.frames == frames
 
 
-# --- edge-triggered mode, and frames larger than the read buffer -------------------------------------------------------
+# --- edge-triggered mode, and frames larger than the read buffer --------------------------------------------
 @pytest.mark.parametrize("codec", ["line", "delimiter", "fixed", "length-field"])
 def test_codec_serve_edge_triggered(start_server: Any, codec: str) -> None:
     framing = make_framing(codec, 3)
@@ -438,11 +444,11 @@ def test_frames_larger_than_the_read_buffer(start_server: Any, codec: str, edge_
     assert handler.frames == payloads
 
 
-# --- encode errors --------------------------------------------------------------------------------------------------------
+# --- encode errors ------------------------------------------------------------------------------------------
 class BadLengthEcho(CodecEchoServer):
     """Answers each 8-byte frame with 15 bytes: FixedLengthFrameCodec(8).encode refuses them."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         with self.lock:
             self.frames.append(frame)

@@ -11,13 +11,12 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
 from reactor import Action, LoadBalancing
-
 from scenario_support import (
     WAIT,
     Clients,
@@ -125,13 +124,13 @@ class FrameSizes(Recorder):
         self.sizes: list[int] = []
         self.gate = threading.Event()
 
-    def after_open(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def after_open(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         # Hold the loop until the client has sent everything (or 0.5 s), so
         # reads find a full socket buffer and are limited only by the cap.
         self.gate.wait(0.5)
         return None, Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         self.sizes.append(len(frame))
         return frame, Action.NONE

@@ -29,7 +29,7 @@ import random
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -53,7 +53,7 @@ class EchoServer(reactor.EventServer):
         self.mode = mode
         self.lock = threading.Lock()
         self.opened: list[reactor.Conn] = []
-        self.closed: list[tuple[reactor.Conn, Optional[BaseException]]] = []
+        self.closed: list[tuple[reactor.Conn, BaseException | None]] = []
         self.problems: list[str] = []  # checks made on the loop threads, asserted by the test
         self.shutdown_calls = 0
         self._queues: list[queue.Queue[Any]] = []
@@ -67,7 +67,7 @@ class EchoServer(reactor.EventServer):
                 t.start()
 
     # callbacks
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         c.context = c
         if c.local_addr is None or c.remote_addr is None:
             self._problem(f"on_opened: missing address on {c!r}")
@@ -77,7 +77,7 @@ class EchoServer(reactor.EventServer):
             self.opened.append(c)
         return GREETING, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         if c.context is not c:
             self._problem(f"on_closed: context of {c!r} is {c.context!r}")
         if c.opened:
@@ -91,7 +91,7 @@ class EchoServer(reactor.EventServer):
             self.shutdown_calls += 1
         self.close_workers()
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if frame is None:
             self._problem("react(None) without a wake()")
             return None, Action.NONE
@@ -137,7 +137,7 @@ class EchoServer(reactor.EventServer):
 
 
 # --- clients ---------------------------------------------------------------------------------
-def recv_exact(sock: socket.socket, n: int, deadline: float, hiccup: Optional[random.Random] = None) -> bytes:
+def recv_exact(sock: socket.socket, n: int, deadline: float, hiccup: random.Random | None = None) -> bytes:
     """Exactly ``n`` bytes; raises on EOF, on a recv timeout, or past ``deadline``.
 
     With ``hiccup``, about one recv in 16 is preceded by a 1 ms pause (a slow reader).
@@ -183,7 +183,7 @@ class EchoClient:
         self.payload = os.urandom(PAYLOAD)
         self.greeted = greeted
         self.go = go
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.greeting: bytes = b""
         self.echo_ok = False
         self.thread = threading.Thread(target=self._run, name=f"client-{seed}", daemon=True)
@@ -191,7 +191,7 @@ class EchoClient:
     def _run(self) -> None:
         deadline = time.monotonic() + CELL_DEADLINE
         sock = socket.socket(self.family, socket.SOCK_STREAM)
-        sender: Optional[threading.Thread] = None
+        sender: threading.Thread | None = None
         send_error: list[BaseException] = []
         try:
             sock.settimeout(SOCK_TIMEOUT)

@@ -8,14 +8,13 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
-from reactor import Action
-
 from netsupport import free_port
+from reactor import Action
 from scenario_support import (
     SOCK_TIMEOUT,
     WAIT,
@@ -96,14 +95,14 @@ class StopFromCallback(Recorder):
         super().__init__()
         self.how = how
         self.proto_addr = proto_addr
-        self.stop_calls: list[tuple[str, float, Optional[BaseException]]] = []
+        self.stop_calls: list[tuple[str, float, BaseException | None]] = []
         self.early_refusals = 0  # see stop_by_address
         self.echoed = threading.Event()
 
     def _try_stop(self) -> bool:
         """One stop attempt from this (server) thread; False: refused as not running yet."""
         t0 = time.monotonic()
-        err: Optional[BaseException] = None
+        err: BaseException | None = None
         try:
             if self.how == "server.stop-in-react":
                 assert self.server is not None
@@ -118,7 +117,7 @@ class StopFromCallback(Recorder):
         self.stop_calls.append((loop_name(), time.monotonic() - t0, err))
         return True
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if self.how == "reactor.stop-in-tick":
             self.echoed.set()
             return frame, Action.NONE
@@ -168,7 +167,7 @@ class StopOnFirstTick(Recorder):
         super().__init__()
         self.proto_addr = proto_addr
         self.ticks = 0
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
     def tick(self) -> tuple[float, Action]:
         self.ticks += 1

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from reactor import Action
-
 from scenario_support import (
     WAIT,
     Clients,

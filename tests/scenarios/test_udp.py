@@ -20,12 +20,12 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-from netsupport import has_ipv6_loopback, wait_for
 
 import reactor
+from netsupport import has_ipv6_loopback, wait_for
 from reactor import Action
 
 CLIENTS = 4
@@ -53,17 +53,17 @@ class UDPEcho(reactor.EventServer):
         self.threads: set[str] = set()
         self.problems: list[str] = []
         self._q: queue.Queue[Any] = queue.Queue()
-        self._worker: Optional[threading.Thread] = None
+        self._worker: threading.Thread | None = None
         if mode == "async":
             self._worker = threading.Thread(target=self._work, name="udp-echo-worker", daemon=True)
             self._worker.start()
 
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         with self.lock:
             self.opened += 1
         return None, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         with self.lock:
             self.closed += 1
         return Action.NONE
@@ -73,7 +73,7 @@ class UDPEcho(reactor.EventServer):
             self.shutdowns += 1
         self.stop_worker()
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         with self.lock:
             if not isinstance(c, reactor.UDPConn):
                 self.problems.append(f"react got {c!r}, not a UDPConn")
@@ -132,7 +132,7 @@ def exchange(s: socket.socket, addr: Any, payload: bytes, retries: list[int]) ->
         while time.monotonic() < deadline:
             try:
                 data, sender = s.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             assert sender[:2] == addr[:2], f"echo from {sender!r}, not the server {addr!r}"
             if data[:6] == payload[:6]:
@@ -315,7 +315,7 @@ def test_udp_no_open_close_callbacks_and_codec_not_applied(start_server: Any) ->
 class Faulty(UDPEcho):
     """Raises on b"boom", returns a str (not bytes) on b"text", echoes anything else."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         with self.lock:
             self.conns.append(c)
             self.frames.append(frame)  # type: ignore[arg-type]

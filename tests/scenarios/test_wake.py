@@ -7,13 +7,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
 from reactor import Action
-
 from scenario_support import (
     WAIT,
     Clients,
@@ -33,7 +32,7 @@ class WakeServer(Recorder):
         super().__init__()
         self.via_tick = via_tick
         self.wakes_wanted = 0  # tick: how many wakes still to send
-        self.reacts: list[tuple[Optional[bytes], str]] = []
+        self.reacts: list[tuple[bytes | None, str]] = []
 
     def tick(self) -> tuple[float, Action]:
         with self.cond:
@@ -46,7 +45,7 @@ class WakeServer(Recorder):
             c.wake()
         return 0.01, Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Any]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Any]:
         with self.cond:
             self.reacts.append((frame, loop_name()))
         if frame is None:
@@ -88,7 +87,7 @@ class ClosedWakeUp(Recorder):
         self.client_closed = threading.Event()
         self.wakes = 0
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if frame is None:
             self.wakes += 1
             return b"woken", Action.NONE

@@ -22,8 +22,8 @@ from types import ModuleType
 import pytest
 
 import reactor._sys
-from reactor.internal import unix
 from reactor._sys import ffi, lib
+from reactor.internal import unix
 
 #: The stdlib modules that expose the same C header constants.
 STDLIB_MODULES: tuple[ModuleType, ...] = (select, socket, fcntl, os)

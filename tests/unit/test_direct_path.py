@@ -13,15 +13,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
+from netsupport import recv_up_to
 from reactor import Action, Conn
 from reactor.testing import serve_in_background
-
-from netsupport import recv_up_to
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,20 +31,20 @@ class Handler(reactor.EventServer):
     """Answers by the first byte of each read (each test sends one request per read)."""
 
     def __init__(self) -> None:
-        self.server: Optional[reactor.Server] = None
-        self.closed: dict[int, Optional[BaseException]] = {}
+        self.server: reactor.Server | None = None
+        self.closed: dict[int, BaseException | None] = {}
         self.lock = threading.Lock()
 
     def on_init_complete(self, server: reactor.Server) -> Action:
         self.server = server
         return Action.NONE
 
-    def on_closed(self, c: Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: Conn, err: BaseException | None) -> Action:
         with self.lock:
             self.closed[c.remote_addr[1]] = err  # type: ignore[index]
         return Action.NONE
 
-    def react(self, frame: Optional[bytes], c: Conn) -> Any:
+    def react(self, frame: bytes | None, c: Conn) -> Any:
         assert frame is not None
         kind, rest = frame[:1], frame[1:]
         if kind == b"A":

@@ -18,10 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from reactor.internal import unix
 from reactor.errors import InvalidNetworkAddressError, UnsupportedProtocolError
-from reactor.listener import Listener, init_listener, parse_proto_addr
-from reactor.options import Options
+from reactor.internal import unix
 from reactor.internal.sockets import (
     SockOpt,
     max_listener_backlog,
@@ -37,6 +35,8 @@ from reactor.internal.sockets import (
     tcp_socket,
     unix_socket,
 )
+from reactor.listener import Listener, init_listener, parse_proto_addr
+from reactor.options import Options
 
 WAIT_S = 1.0
 

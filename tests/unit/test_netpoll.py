@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import reactor
-from reactor.internal import unix
 from reactor.errors import EngineShutdown
+from reactor.internal import unix
 from reactor.internal.netpoll import (
     INIT_POLL_EVENTS_CAP,
     MAX_ASYNC_TASKS_AT_ONE_TIME,

@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from reactor.internal import unix
-
 from netsupport import free_port
+from reactor.internal import unix
 
 WAIT_S = 1.0  # upper bound for any "this should be ready now" wait
 NB_CLOEXEC = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC

@@ -25,14 +25,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any
 
 import pytest
-from netsupport import children_of, has_ipv6_loopback
 
 import reactor
+from netsupport import children_of, has_ipv6_loopback
 
 SCRIPT = Path(__file__).resolve().with_name("workers_server.py")
 HOST = "127.0.0.1"
@@ -72,7 +72,7 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
 class Group:
     """A subprocess that forks workers; its stdout read line by line with bounded waits."""
 
-    def __init__(self, argv: list[str], stderr: IO[bytes], env: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, argv: list[str], stderr: IO[bytes], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -165,7 +165,7 @@ class Group:
 
 
 @contextlib.contextmanager
-def group(argv: list[str], tmp_path: Path, env: Optional[dict[str, str]] = None) -> Iterator[Group]:
+def group(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Group]:
     with open(tmp_path / f"stderr-{time.monotonic_ns()}.txt", "w+b") as stderr:
         g = Group(argv, stderr, env)
         try:
@@ -176,7 +176,7 @@ def group(argv: list[str], tmp_path: Path, env: Optional[dict[str, str]] = None)
 
 @contextlib.contextmanager
 def workers_server(tmp_path: Path, addr: str = f"tcp://{HOST}:0", *args: str,
-                   env: Optional[dict[str, str]] = None) -> Iterator[Group]:
+                   env: dict[str, str] | None = None) -> Iterator[Group]:
     with group([sys.executable, str(SCRIPT), addr, *args], tmp_path, env) as g:
         yield g
 
@@ -203,7 +203,7 @@ def ask_udp(port: int, payload: bytes = b"who") -> tuple[int, int]:
             s.sendto(payload, (HOST, port))
             try:
                 data, _ = s.recvfrom(100)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             pid, wid = data.split()
             return int(pid), int(wid)
@@ -224,7 +224,7 @@ def by_kind(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def assert_group_stopped(g: Group, inits: list[dict[str, Any]], *, rc: int = 0,
-                         shutdown_by: Optional[set[int]] = None) -> list[dict[str, Any]]:
+                         shutdown_by: set[int] | None = None) -> list[dict[str, Any]]:
     """The parent exited with ``rc`` after every worker's on_shutdown (``shutdown_by``: those that
     ran it; default all), and no worker is left running."""
     status = g.finish()

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Optional
+from typing import Any
 
 import reactor
 from reactor import Action
@@ -82,7 +82,7 @@ def nest_a_signal_in_the_stop_handler() -> None:
     def profile(frame: types.FrameType, event: str, arg: Any) -> None:
         if fired or event != "c_call" or getattr(arg, "__name__", "") not in ("__enter__", "acquire", "release"):
             return
-        f: Optional[types.FrameType] = frame
+        f: types.FrameType | None = frame
         while f is not None and f.f_code.co_name != "on_stop_signal":
             f = f.f_back
         if f is not None:
@@ -97,7 +97,7 @@ def nest_a_signal_in_the_stop_handler() -> None:
     stop_handler = signal.getsignal(signal.SIGTERM)  # reactor's on_stop_signal, installed after fork
     assert callable(stop_handler) and getattr(stop_handler, "__name__", "") == "on_stop_signal", stop_handler
 
-    def traced_stop_handler(signum: int, frame: Optional[types.FrameType]) -> None:
+    def traced_stop_handler(signum: int, frame: types.FrameType | None) -> None:
         sys.setprofile(profile)
         try:
             stop_handler(signum, frame)
@@ -111,7 +111,7 @@ def nest_a_signal_in_the_stop_handler() -> None:
 class Handler(reactor.EventServer):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
         self.started = 0.0
 
     def on_init_complete(self, server: reactor.Server) -> Action:
@@ -132,7 +132,7 @@ class Handler(reactor.EventServer):
     def on_shutdown(self, server: reactor.Server) -> None:
         emit(ev="shutdown", pid=os.getpid(), worker_id=server.worker_id)
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         data = (frame or b"").strip()
         if data == b"shutdown":
             return None, Action.SHUTDOWN
