@@ -18,6 +18,14 @@ __all__ = ["CONTINUE", "connection_header", "error_response", "http_date", "reas
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+# RFC 9110's names, whatever the Python version's http.HTTPStatus says (3.11
+# still has RFC 7231's "Request Entity Too Large"): the wire stays the same.
+_REASONS.update({
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    416: b"Range Not Satisfiable",
+    422: b"Unprocessable Content",
+})
 _date_second = -1
 _date = b""
 
