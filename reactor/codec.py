@@ -25,7 +25,7 @@ rule made real):
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import (
     CodecError,
@@ -47,6 +47,7 @@ __all__ = [
     "ICodec",
     "LengthFieldBasedFrameCodec",
     "LineBasedFrameCodec",
+    "check_codec",
 ]
 
 
@@ -58,9 +59,32 @@ class ICodec(Protocol):
         """Frame ``data`` for the wire."""
         ...
 
-    def decode(self, c: Conn) -> Optional[bytes]:
+    def decode(self, c: Conn) -> bytes | None:
         """Return the next frame from ``c``'s buffered input, or None if it is incomplete."""
         ...
+
+
+def check_codec(codec: object) -> None:
+    """Refuse, before anything is bound, what cannot be a codec; ``serve`` and ``Client`` call it.
+
+    None (the built-in codec) and any object with callable ``encode`` and
+    ``decode`` pass.
+
+    :raises TypeError: a codec class instead of an instance (pass
+        ``codec=reactor.LineBasedFrameCodec()``, not the class: its methods
+        would get the connection as ``self`` and fail on the first data), or
+        an object without ``encode(c, data)`` and ``decode(c)``.
+    """
+    if codec is None:
+        return
+    if isinstance(codec, type):
+        name = codec.__qualname__
+        raise TypeError(f"codec must be an instance, got the class {name}: pass codec={name}() instead of codec={name}")
+    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
+        raise TypeError(
+            f"codec must have encode(c, data) and decode(c) methods (e.g. reactor.LineBasedFrameCodec()), "
+            f"got {type(codec).__name__} {codec!r:.80}"
+        )
 
 
 class BuiltInFrameCodec:
@@ -74,7 +98,7 @@ class BuiltInFrameCodec:
     def encode(self, c: Conn, data: bytes) -> bytes:
         return data
 
-    def decode(self, c: Conn) -> Optional[bytes]:
+    def decode(self, c: Conn) -> bytes | None:
         if c.buffer_length() == 0:
             return None
         data = c.read()
@@ -104,6 +128,9 @@ class DelimiterBasedFrameCodec:
     * A frame longer than ``max_frame_length`` bytes, or that many bytes
       buffered without a delimiter, raises :class:`FrameTooLongError`: the
       connection is closed instead of buffering an endless line.
+    * A partial frame is searched once: the codec remembers, per connection,
+      how far it looked (gnet searches the whole buffer again on each read,
+      so a long line sent in small pieces costs time quadratic in its length).
     """
 
     def __init__(self, delimiter: bytes, max_frame_length: int = DEFAULT_MAX_DELIMITED_FRAME) -> None:
@@ -115,24 +142,49 @@ class DelimiterBasedFrameCodec:
             raise ValueError("max_frame_length must be positive")
         self.delimiter = bytes(delimiter)
         self.max_frame_length = max_frame_length
+        # Connections with a partial frame -> (offset searched up to, bytes
+        # buffered then). Only those: a complete frame pops its entry. Kept
+        # here, not in c.context, which belongs to the handler.
+        self._partial: dict[Conn, tuple[int, int]] = {}
+        self._sweep_at = 64
 
     def encode(self, c: Conn, data: bytes) -> bytes:
         return bytes(data) + self.delimiter
 
-    def decode(self, c: Conn) -> Optional[bytes]:
+    def decode(self, c: Conn) -> bytes | None:
         delimiter = self.delimiter
-        i = c.find(delimiter)
+        start = 0
+        if self._partial:
+            state = self._partial.pop(c, None)
+            # Valid unless bytes were consumed since (e.g. reset_buffer in react).
+            if state is not None and c.inbound_buffered() >= state[1]:
+                start = state[0]
+        i = c.find(delimiter, start)
         if i < 0:
-            if c.inbound_buffered() > self.max_frame_length + len(delimiter) - 1:
+            n = c.inbound_buffered()
+            if n > self.max_frame_length + len(delimiter) - 1:
                 raise FrameTooLongError(
                     f"no {delimiter!r} within {self.max_frame_length} bytes (max_frame_length)"
                 )
+            if n >= len(delimiter):
+                self._remember(c, n - len(delimiter) + 1, n)  # a delimiter may straddle the next read
             return None
         if i > self.max_frame_length:
             raise FrameTooLongError(f"frame of {i} bytes exceeds max_frame_length={self.max_frame_length}")
         frame = c.peek(i) if i else b""
         c.discard(i + len(delimiter))
         return frame
+
+    def _remember(self, c: Conn, searched: int, buffered: int) -> None:
+        partial = self._partial
+        if len(partial) >= self._sweep_at:
+            # Drop closed connections' entries; list() first, as another
+            # loop thread may add one meanwhile. Amortised O(1) per call.
+            for conn in list(partial):
+                if not conn.opened:
+                    partial.pop(conn, None)
+            self._sweep_at = max(64, 2 * len(partial))
+        partial[c] = (searched, buffered)
 
 
 class LineBasedFrameCodec(DelimiterBasedFrameCodec):
@@ -165,7 +217,7 @@ class FixedLengthFrameCodec:
             )
         return data
 
-    def decode(self, c: Conn) -> Optional[bytes]:
+    def decode(self, c: Conn) -> bytes | None:
         n = self.frame_length
         if c.inbound_buffered() < n:
             return None
@@ -261,7 +313,7 @@ class LengthFieldBasedFrameCodec:
             raise CodecError(f"length {length} does not fit into a {size}-byte length field")
         return length.to_bytes(size, cfg.byte_order) + bytes(data)  # type: ignore[arg-type]
 
-    def decode(self, c: Conn) -> Optional[bytes]:
+    def decode(self, c: Conn) -> bytes | None:
         cfg = self.decoder_config
         header_end = cfg.length_field_offset + cfg.length_field_length
         if c.inbound_buffered() < header_end:
