@@ -25,7 +25,7 @@ rule made real):
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import (
     CodecError,
@@ -59,8 +59,13 @@ class ICodec(Protocol):
         """Frame ``data`` for the wire."""
         ...
 
-    def decode(self, c: Conn) -> bytes | None:
-        """Return the next frame from ``c``'s buffered input, or None if it is incomplete."""
+    def decode(self, c: Conn) -> Any:
+        """Return the next frame from ``c``'s buffered input, or None if it is incomplete.
+
+        gnet's frames are bytes, and so are those of the codecs here; a
+        codec may return any other object (``reactor.http.HTTPCodec``
+        returns a list of requests), which ``react`` receives as it is.
+        """
         ...
 
 
