@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import DRAINED, RESUMED, Conn, UDPConn
 from .errors import CodecError, EngineShutdown, ServerInShutdownError
-from .handler import Action, overridden
+from .handler import Action, output_error, overridden, result_error, tick_result
 from .internal import unix
 from .internal.netpoll import IN_EVENTS, OUT_EVENTS, Poller
 from .internal.timers import TimerQueue
@@ -72,17 +72,9 @@ _ffi = unix.ffi
 
 
 def _name_callback(err: Exception, callback: str, out: Any) -> Exception:
-    """A TypeError about ``out`` itself, reworded to name the callback that returned it."""
-    if isinstance(err, TypeError) and not isinstance(out, (bytes, bytearray, memoryview)):
-        return TypeError(f"{callback}() returned data of type {type(out).__name__}; it must be bytes-like or None")
-    return err
-
-
-def _bad_result(callback: str, result: Any) -> TypeError:
-    shown = repr(result)
-    if len(shown) > 120:
-        shown = shown[:117] + "..."
-    return TypeError(f"{callback}() must return a tuple (bytes | None, Action), got {type(result).__name__} {shown}")
+    """A TypeError about ``out`` itself, reworded to name the callback that returned it (see ``output_error``)."""
+    named = output_error(callback, out) if isinstance(err, TypeError) else None
+    return err if named is None else named
 
 
 class EventLoop:
@@ -277,9 +269,9 @@ class EventLoop:
             self.logger.exception("%s() raised for %r; closing it", name, c)
             self.close_conn(c, e)
             return False
-        # Checked, not just unpacked: b"ab" would unpack into two ints.
-        if type(result) is not tuple or len(result) != 2:
-            err = _bad_result(name, result)
+        # The rule lives in reactor.handler.result_error (reactor.testing checks it too).
+        err = result_error(name, result)
+        if err is not None:
             self.logger.error("%s; closing %r", err, c)
             self.close_conn(c, err)
             return False
@@ -346,8 +338,8 @@ class EventLoop:
             self.logger.exception("react() raised for %r; closing it", c)
             self.close_conn(c, e)
             return
-        if type(result) is not tuple or len(result) != 2:
-            err = _bad_result("react", result)
+        if type(result) is not tuple or len(result) != 2:  # result_error's rule, inline on this path
+            err = result_error("react", result)
             self.logger.error("%s; closing %r", err, c)
             self.close_conn(c, err)
             return
@@ -509,7 +501,7 @@ class EventLoop:
         if result is _RAISED:
             return
         if type(result) is not tuple or len(result) != 2:
-            self.logger.error("%s", _bad_result("react", result))
+            self.logger.error("%s", result_error("react", result))
             return
         out, action = result
         if out is not None:
@@ -618,11 +610,9 @@ class EventLoop:
                 self.logger.exception("tick() raised; ticking again in 1 s")
             else:
                 try:
-                    if type(result) is not tuple or len(result) != 2:
-                        raise TypeError(f"got {type(result).__name__} {result!r}")
-                    delay, action = float(result[0]), result[1]
+                    delay, action = tick_result(result)
                 except (TypeError, ValueError) as e:
-                    self.logger.error("tick() must return (delay_seconds, Action): %s; ticking again in 1 s", e)
+                    self.logger.error("%s; ticking again in 1 s", e)
                     delay, action = 1.0, Action.NONE
             if action == _SHUTDOWN:
                 try:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
 from .load_balancer import LoadBalancing
+
+if TYPE_CHECKING:
+    from .codec import ICodec
 
 __all__ = [
     "DEFAULT_READ_BUFFER_CAP",
@@ -24,6 +27,7 @@ __all__ = [
     "MAX_EVENT_LOOPS",
     "MAX_WORKERS",
     "Options",
+    "ServeOptions",
     "make_logger",
     "normalize_read_buffer_cap",
 ]
@@ -231,3 +235,37 @@ def make_logger(opts: Options) -> tuple[logging.Logger, Any]:
         logger.setLevel(previous)
 
     return logger, cleanup
+
+
+class ServeOptions(TypedDict, total=False):
+    """The keywords ``serve()``, ``Client()`` and ``serve_in_background()`` take: :class:`Options`' fields, typed.
+
+    For type checkers only (``**opts: Unpack[ServeOptions]``): a misspelt
+    option or a value of the wrong type is reported before the code runs.
+    At run time :meth:`Options.replace` and :meth:`Options.validate` check
+    the same things. Keep it in step with :class:`Options`
+    (tests/unit/test_typing.py compares the two).
+    """
+
+    multicore: bool
+    num_event_loop: int
+    lb: LoadBalancing
+    workers: int
+    reuse_port: bool
+    reuse_addr: bool
+    tcp_keepalive: float
+    tcp_no_delay: bool
+    socket_recv_buffer: int
+    socket_send_buffer: int
+    read_buffer_cap: int
+    write_buffer_cap: int
+    lock_os_thread: bool
+    ticker: bool
+    codec: ICodec | None
+    log_path: str
+    log_level: int | str
+    logger: logging.Logger | None
+    edge_triggered: bool
+    edge_triggered_io_chunk: int
+    idle_timeout: float
+    dial_timeout: float

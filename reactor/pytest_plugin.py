@@ -37,19 +37,30 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from .options import Options, ServeOptions
 from .testing import (
+    DEFAULT_TIMEOUT,
     BackgroundServer,
     EchoHandler,
     HTTPHandler,
     RecordingHandler,
+    ServerFactory,
     serve_in_background,
 )
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:  # 3.10: for type checkers only (they bundle typing_extensions); nothing at run time
+    from typing_extensions import Unpack
+
+H = TypeVar("H")
 
 __all__ = [
     "echo_server",
@@ -59,7 +70,7 @@ __all__ = [
     "recording_server",
 ]
 
-_SERVERS = pytest.StashKey[list[BackgroundServer]]()
+_SERVERS = pytest.StashKey[list[BackgroundServer[Any]]]()
 
 _LOOPBACK = {
     "tcp": "tcp://127.0.0.1:0",
@@ -99,7 +110,7 @@ class _UnixPaths:
             shutil.rmtree(self._own_dir, ignore_errors=True)
 
 
-def _stop_all(servers: list[BackgroundServer]) -> None:
+def _stop_all(servers: list[BackgroundServer[Any]]) -> None:
     """Stop every server (newest first) even if some fail; raise the first failure, noting the others."""
     failures: list[BaseException] = []
     while servers:
@@ -116,18 +127,28 @@ def _stop_all(servers: list[BackgroundServer]) -> None:
 
 
 @pytest.fixture
-def reactor_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., BackgroundServer]]:
+def reactor_server(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     """Factory: ``reactor_server(handler, network="tcp", **options)`` → a started background server.
 
     ``network``: ``"tcp"``, ``"tcp6"``, ``"udp"``, ``"udp6"``, ``"unix"`` or
     a full address (``"tcp://127.0.0.1:0"``). ``options`` are
-    :func:`reactor.serve` keywords. Servers are stopped at teardown, and
-    exceptions raised by their callbacks fail the test.
+    :func:`reactor.serve` keywords, plus ``timeout`` and ``raise_errors``
+    (see :func:`~reactor.testing.serve_in_background`). Servers are stopped
+    at teardown, and errors recorded on their threads fail the test.
+    Typed as :class:`reactor.testing.ServerFactory`.
     """
-    servers: list[BackgroundServer] = request.node.stash.setdefault(_SERVERS, [])
+    servers: list[BackgroundServer[Any]] = request.node.stash.setdefault(_SERVERS, [])
     paths = _UnixPaths(request)
 
-    def start(handler: Any, network: str = "tcp", **options: Any) -> BackgroundServer:
+    def start(
+        handler: H,
+        network: str = "tcp",
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        raise_errors: bool = True,
+        options: Options | None = None,
+        **opts: Unpack[ServeOptions],
+    ) -> BackgroundServer[H]:
         if "://" in network:
             proto_addr = network
         elif network == "unix":
@@ -139,7 +160,9 @@ def reactor_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Bac
                 f"reactor_server: unknown network {network!r}; use one of "
                 f"{', '.join([*_LOOPBACK, 'unix'])} or a full address like 'tcp://127.0.0.1:0'"
             )
-        srv = serve_in_background(handler, proto_addr, **options)
+        srv = serve_in_background(
+            handler, proto_addr, timeout=timeout, raise_errors=raise_errors, options=options, **opts
+        )
         servers.append(srv)
         return srv
 
@@ -169,21 +192,21 @@ def _network(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def echo_server(request: pytest.FixtureRequest, reactor_server: Callable[..., BackgroundServer]) -> BackgroundServer:
+def echo_server(request: pytest.FixtureRequest, reactor_server: ServerFactory) -> BackgroundServer[EchoHandler]:
     """A running :class:`~reactor.testing.EchoHandler` server (tcp on 127.0.0.1 unless parametrized)."""
     return reactor_server(EchoHandler(), _network(request))
 
 
 @pytest.fixture
 def recording_server(
-    request: pytest.FixtureRequest, reactor_server: Callable[..., BackgroundServer]
-) -> BackgroundServer:
+    request: pytest.FixtureRequest, reactor_server: ServerFactory
+) -> BackgroundServer[RecordingHandler]:
     """A running :class:`~reactor.testing.RecordingHandler` server; ``recording_server.handler`` records."""
     return reactor_server(RecordingHandler(), _network(request))
 
 
 @pytest.fixture
-def http_server(request: pytest.FixtureRequest, reactor_server: Callable[..., BackgroundServer]) -> BackgroundServer:
+def http_server(request: pytest.FixtureRequest, reactor_server: ServerFactory) -> BackgroundServer[HTTPHandler]:
     """A running :class:`~reactor.testing.HTTPHandler` with no routes yet (everything is 404).
 
     Add routes with ``http_server.route("GET", "/x", b"hi")``; ``http_server.url``

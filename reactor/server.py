@@ -14,21 +14,28 @@ of running servers (``_servers``) by the exact address string it was given.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .codec import check_codec
 from .engine import Engine
 from .errors import ServerInShutdownError
-from .handler import Action
+from .handler import Action, check_handler
 from .internal import unix
 from .listener import Listener, init_listener, parse_proto_addr
-from .options import Options, make_logger, normalize_read_buffer_cap
+from .options import Options, ServeOptions, make_logger, normalize_read_buffer_cap
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:  # 3.10: for type checkers only (they bundle typing_extensions); nothing at run time
+    from typing_extensions import Unpack
 
 if TYPE_CHECKING:
     from .workers import Supervisor
 
-__all__ = ["Server", "serve", "stop"]
+__all__ = ["Server", "resolve_options", "serve", "stop"]
 
 
 class Server:
@@ -77,7 +84,7 @@ _servers: dict[str, Engine | Supervisor] = {}
 _servers_lock = threading.Lock()
 
 
-def serve(handler: Any, proto_addr: str, *, options: Options | None = None, **opts: Any) -> None:
+def serve(handler: object, proto_addr: str, *, options: Options | None = None, **opts: Unpack[ServeOptions]) -> None:
     """Serve ``handler`` on ``proto_addr`` and block until the server has shut down (gnet: ``Serve``).
 
     ``proto_addr`` is ``"tcp://host:port"``, ``"tcp4://..."``, ``"tcp6://..."``,
@@ -85,6 +92,10 @@ def serve(handler: Any, proto_addr: str, *, options: Options | None = None, **op
     (``unix://@name`` for the abstract namespace; ``"host:port"`` alone means tcp). Options come from
     ``options`` with ``opts`` keywords applied on top.
 
+    :raises TypeError: a wrong type where nothing could work, before anything
+        is bound: a handler class instead of an instance, an object with none
+        of the callbacks, a codec class or a non-codec, ``options`` that is
+        not an :class:`Options`, an address that is not a str; an unknown option name.
     :raises ValueError: an invalid option (before anything is bound).
     :raises reactor.UnsupportedProtocolError: unknown network scheme.
     :raises reactor.InvalidNetworkAddressError: malformed address.
@@ -93,11 +104,10 @@ def serve(handler: Any, proto_addr: str, *, options: Options | None = None, **op
         (a worker's own exception, such as the ``OSError`` of its bind, is
         re-raised as it is).
     """
-    o = options if options is not None else Options()
-    if opts:
-        o = o.replace(**opts)
-    o.validate()
-    o = o.replace(read_buffer_cap=normalize_read_buffer_cap(o.read_buffer_cap))
+    o = resolve_options(handler, options, opts)
+    if not isinstance(proto_addr, str):
+        raise TypeError(f"proto_addr must be a str like 'tcp://127.0.0.1:9000', got {type(proto_addr).__name__} "
+                        f"{proto_addr!r:.80}")
     network, address = parse_proto_addr(proto_addr)
     if o.workers > 1:
         _serve_workers(handler, network, address, proto_addr, o)
@@ -111,6 +121,27 @@ def serve(handler: Any, proto_addr: str, *, options: Options | None = None, **op
             ln.close()
     finally:
         cleanup_logger()
+
+
+def resolve_options(handler: object, options: object, opts: Any) -> Options:
+    """``options`` with the ``opts`` keywords applied, checked and normalised; ``serve`` and ``Client`` share it.
+
+    :raises TypeError: see :func:`serve`: a handler or codec of the wrong
+        type (:func:`reactor.handler.check_handler`,
+        :func:`reactor.codec.check_codec`), ``options`` not an
+        :class:`Options`, an unknown option name.
+    :raises ValueError: an invalid option value (:meth:`Options.validate`).
+    """
+    check_handler(handler)
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be a reactor.Options (or pass the options as keywords), "
+                        f"got {type(options).__name__} {options!r:.80}")
+    o = options if options is not None else Options()
+    if opts:
+        o = o.replace(**opts)
+    check_codec(o.codec)
+    o.validate()
+    return o.replace(read_buffer_cap=normalize_read_buffer_cap(o.read_buffer_cap))
 
 
 def _serve_workers(handler: Any, network: str, address: str, proto_addr: str, o: Options) -> None:

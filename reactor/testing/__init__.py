@@ -15,8 +15,11 @@ A minimal test::
 returns once the listener is bound (clients can connect). Leaving the
 ``with`` block (or calling :meth:`BackgroundServer.stop`) stops the server,
 joins every thread it started, and re-raises **in the test** the first
-exception that any callback raised on a loop thread: an ``assert`` inside
-``react`` fails the test that triggered it instead of only being logged.
+exception that any callback raised on a loop thread, or the first result
+the engine refused (``react`` returning bare bytes...): an ``assert``
+inside ``react`` fails the test that triggered it instead of only being
+logged (``raise_errors=False`` or ``take_errors()`` for tests that provoke
+errors on purpose).
 
 Ready-made handlers:
 
@@ -35,7 +38,8 @@ see docs/testing.md.
 
 Every name is importable from ``reactor.testing``; where each one lives:
 
-* ``background.py``: :func:`serve_in_background` and :class:`BackgroundServer`.
+* ``background.py``: :func:`serve_in_background`, :class:`BackgroundServer`
+  and :class:`ServerFactory` (the ``reactor_server`` fixture's type).
 * ``proxies.py``: the wrappers the engine serves in place of the test's
   handler and codec, recording what they raise (internal).
 * ``waiting.py``: :data:`DEFAULT_TIMEOUT`, :class:`WaitTimeout`, and the
@@ -50,7 +54,7 @@ Every name is importable from ``reactor.testing``; where each one lives:
 
 from __future__ import annotations
 
-from .background import BackgroundServer, serve_in_background
+from .background import BackgroundServer, ServerFactory, serve_in_background
 from .faults import DEFAULT_GARBAGE, FaultHandler
 from .handlers import EchoHandler, Event, RecordingHandler, ScriptedHandler
 from .http import Body, HeadersLike, HTTPHandler, HTTPRequest, RouteValue
@@ -70,6 +74,7 @@ __all__ = [
     "RecordingHandler",
     "RouteValue",
     "ScriptedHandler",
+    "ServerFactory",
     "WaitTimeout",
     "serve_in_background",
 ]

@@ -3,48 +3,64 @@
 :func:`serve_in_background` runs :func:`reactor.serve` on a daemon thread
 and returns once the listener is bound. The engine serves the proxies of
 :mod:`reactor.testing.proxies` in place of the user's handler and codec;
-they record what the callbacks raise, so that :meth:`BackgroundServer.stop`
-can re-raise the first exception in the test.
+they record what the callbacks raise and the results the engine refuses,
+so that :meth:`BackgroundServer.stop` can re-raise the first of them in the test.
+
+Typing: ``BackgroundServer`` is generic over its handler
+(``serve_in_background(Echo())`` is a ``BackgroundServer[Echo]`` whose
+``handler`` is an ``Echo``), its options are :class:`reactor.options.ServeOptions`,
+and ``host``/``port``/``url`` are plain ``str``/``int``/``str``: they raise
+a ``ValueError`` on a server that has none (a Unix socket; ``url`` on UDP too)
+instead of returning None, so that a TCP test needs no ``assert srv.port is not None``.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..codec import BuiltInFrameCodec
 from ..connection import Conn
 from ..internal import threads
-from ..server import Server, serve
+from ..options import Options, ServeOptions
+from ..server import Server, resolve_options, serve
 from .proxies import CodecProxy, HandlerProxy, Recorder
 from .waiting import DEFAULT_TIMEOUT
 
-if TYPE_CHECKING:
-    from typing_extensions import Self
+if sys.version_info >= (3, 11):
+    from typing import Self, Unpack
+elif TYPE_CHECKING:  # 3.10: for type checkers only (they bundle typing_extensions); nothing at run time
+    from typing_extensions import Self, Unpack
 
-__all__ = ["BackgroundServer", "serve_in_background"]
+__all__ = ["BackgroundServer", "ServerFactory", "serve_in_background"]
+
+#: The handler type a :class:`BackgroundServer` serves.
+H = TypeVar("H")
 
 
 def _format_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class BackgroundServer:
+class BackgroundServer(Generic[H]):
     """A reactor server running on background threads (see :func:`serve_in_background`).
 
     Attributes:
 
-    * ``handler``: the handler as given.
+    * ``handler``: the handler as given (typed: ``BackgroundServer[H]`` has an ``H``).
     * ``server``: the :class:`reactor.Server` (what ``on_init_complete`` received).
     * ``addr``: the real bound address, stdlib shape: ``("127.0.0.1", 43121)``,
       ``("::1", 43121, 0, 0)`` or a Unix socket path; pass it to
       ``socket.create_connection`` / ``socket.connect`` as is.
-    * ``host``, ``port``: from ``addr`` (None for Unix sockets).
+    * ``host``, ``port``: from ``addr``; a ``ValueError`` for a Unix socket server.
     * ``url``: ``"http://127.0.0.1:43121"`` (``http://[::1]:...`` for IPv6);
-      None for Unix and UDP.
+      a ``ValueError`` for Unix and UDP servers.
+    * ``network``: ``"tcp"``, ``"tcp6"``, ``"udp"``, ``"unix"``... as requested.
     * ``proto_addr``: the real address in ``serve()``'s form, e.g. ``"tcp://127.0.0.1:43121"``.
     * ``connections``: a snapshot list of the open :class:`reactor.Conn` objects.
-    * ``errors``: the exceptions callbacks raised so far (not yet re-raised).
+    * ``errors``: the errors recorded so far and not yet re-raised: exceptions
+      callbacks raised, and a ``TypeError`` for each result the engine refused.
 
     Attributes the server does not have are looked up on the handler, so
     ``srv.received()`` means ``srv.handler.received()``.
@@ -52,38 +68,50 @@ class BackgroundServer:
 
     def __init__(
         self,
-        handler: Any,
+        handler: H,
         proto_addr: str = "tcp://127.0.0.1:0",
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        **options: Any,
+        raise_errors: bool = True,
+        options: Options | None = None,
+        **opts: Unpack[ServeOptions],
     ) -> None:
+        """Start ``handler`` (see :func:`serve_in_background`, which takes the same arguments)."""
         self._recorder = Recorder()
-        # Raises the engine's TypeError for an object implementing none of the callbacks.
-        proxy = HandlerProxy.wrapping(handler, self._recorder)
-        self.handler = handler
+        self.handler: H = handler
         self.requested_addr = proto_addr
         self.network = proto_addr.partition("://")[0] if "://" in proto_addr else "tcp"
+        self._raise_recorded = raise_errors
         self._lock = threading.Lock()  # guards _serve_error
         self._serve_error: BaseException | None = None
         self._stopped = False
         self._timeout = timeout
-        options = self._wrap_codec(options)
+        kwargs: dict[str, Any] = dict(opts)
+        if options is not None:
+            kwargs["options"] = options
+        codec = self._custom_codec(kwargs)
+        # serve()'s own up-front checks (a handler class, no callbacks at all, a
+        # codec class...), run here too: the proxy below would hide the handler.
+        resolve_options(handler, options, opts)
+        raw = codec is None or self.network.startswith("udp")
+        proxy = HandlerProxy.wrapping(handler, self._recorder, raw_react=raw)
+        if codec is not None:
+            kwargs["codec"] = CodecProxy(codec, self._recorder)
         self._thread = threading.Thread(
-            target=self._run, args=(proxy, proto_addr, options), name="reactor-testing-serve", daemon=True
+            target=self._run, args=(proxy, proto_addr, kwargs), name="reactor-testing-serve", daemon=True
         )
         self._start()
 
     # --- start / stop -------------------------------------------------------------------------------
-    def _wrap_codec(self, options: dict[str, Any]) -> dict[str, Any]:
-        codec = options.get("codec")
-        if codec is None and options.get("options") is not None:
-            codec = getattr(options["options"], "codec", None)
+    @staticmethod
+    def _custom_codec(kwargs: dict[str, Any]) -> Any:
+        """The codec to wrap in a :class:`CodecProxy`: one given and not the built-in one; else None."""
+        codec = kwargs.get("codec")
+        if codec is None and kwargs.get("options") is not None:
+            codec = getattr(kwargs["options"], "codec", None)
         if codec is None or type(codec) is BuiltInFrameCodec:
-            return options
-        if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
-            return options  # let serve() reject it with its own message
-        return {**options, "codec": CodecProxy(codec, self._recorder)}
+            return None
+        return codec
 
     def _run(self, proxy: HandlerProxy, proto_addr: str, options: dict[str, Any]) -> None:
         try:
@@ -164,6 +192,7 @@ class BackgroundServer:
         self.stop()
 
     def __enter__(self) -> Self:
+        """The server itself (it is already running)."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -174,16 +203,33 @@ class BackgroundServer:
     # --- errors -------------------------------------------------------------------------------------------
     @property
     def errors(self) -> list[BaseException]:
-        """The exceptions callbacks have raised and that were not re-raised or taken yet."""
+        """The errors recorded and not re-raised or taken yet: callback exceptions, and refused results.
+
+        A refused result is what the engine logs and closes the connection
+        for: a callback returning something other than ``(out, action)``
+        (``react`` returning bare bytes, ``on_opened`` a str, ``tick`` a
+        float), ``out`` that cannot be written (a str with the built-in
+        codec), a codec's ``encode`` returning something other than bytes.
+        Each is the ``TypeError`` the engine closes the connection with.
+        """
         return self._recorder.errors()
 
     def take_errors(self) -> list[BaseException]:
-        """Return the recorded callback exceptions and forget them (for tests that expect one)."""
+        """Return the recorded errors (see :attr:`errors`) and forget them: for tests that provoke one on purpose."""
         return [e.error for e in self._recorder.take()]
 
+    @property
+    def raises_errors(self) -> bool:
+        """Whether :meth:`stop` re-raises recorded errors (``raise_errors=False`` at start turns it off)."""
+        return self._raise_recorded
+
     def raise_errors(self) -> None:
-        """Raise (and forget) the exception ``serve()`` raised, else the first callback exception."""
-        recorded = self._recorder.take()
+        """Raise (and forget) the exception ``serve()`` raised, else the first recorded error.
+
+        With ``raise_errors=False`` only ``serve()``'s own exception is raised:
+        the recorded errors stay in :attr:`errors` for the test to inspect.
+        """
+        recorded = self._recorder.take() if self._raise_recorded else []
         with self._lock:
             serve_error, self._serve_error = self._serve_error, None
         if serve_error is None and not recorded:
@@ -195,12 +241,12 @@ class BackgroundServer:
         else:
             head = recorded[0]
             first = head.error
-            where = f"raised by {head.callback}() on thread {head.thread} of the reactor server on {self.proto_addr}"
+            where = f"{head.how} {head.callback}() on thread {head.thread} of the reactor server on {self.proto_addr}"
             others = [r.error for r in recorded[1:]]
         note = where
         if others:
             kinds = ", ".join(f"{type(e).__name__}: {e}"[:120] for e in others[:5])
-            note += f"; {len(others)} more callback exception(s) were recorded: {kinds}"
+            note += f"; {len(others)} more callback exception(s) or refused result(s) were recorded: {kinds}"
             if len(others) > 5:
                 note += ", ..."
         if hasattr(first, "add_note"):
@@ -210,24 +256,44 @@ class BackgroundServer:
     # --- what tests look at ----------------------------------------------------------------------------
     @property
     def addr(self) -> Any:
+        """The real bound address, ``socket`` module shape: ``("127.0.0.1", 43121)``, ``("::1", 43121, 0, 0)``, a path.
+
+        Typed ``Any`` so that it can be passed as it is to ``socket.create_connection``
+        (TCP) or ``socket.connect`` (Unix) in typed tests.
+        """
         assert self.server is not None
         return self.server.addr
 
-    @property
-    def host(self) -> str | None:
+    def _ip_addr(self, what: str) -> tuple[Any, ...]:
         addr = self.addr
-        return addr[0] if isinstance(addr, tuple) else None
+        if not isinstance(addr, tuple):
+            raise ValueError(f"{self.proto_addr} is a Unix socket server: it has no {what} (its path is srv.addr)")
+        return addr
 
     @property
-    def port(self) -> int | None:
-        addr = self.addr
-        return addr[1] if isinstance(addr, tuple) else None
+    def host(self) -> str:
+        """The bound IP address, e.g. ``"127.0.0.1"`` or ``"::1"``.
+
+        :raises ValueError: a Unix socket server (it has a path, :attr:`addr`).
+        """
+        return str(self._ip_addr("host")[0])
 
     @property
-    def url(self) -> str | None:
-        """``http://host:port`` of a TCP server; None for Unix and UDP."""
-        if self.host is None or self.network.startswith("udp"):
-            return None
+    def port(self) -> int:
+        """The bound port (the real one when ``:0`` was asked for).
+
+        :raises ValueError: a Unix socket server (it has a path, :attr:`addr`).
+        """
+        return int(self._ip_addr("port")[1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of a TCP server (``http://[::1]:port`` for IPv6).
+
+        :raises ValueError: a Unix or UDP server (no HTTP there).
+        """
+        if self.network.startswith("udp"):
+            raise ValueError(f"{self.proto_addr} is a UDP server: it has no http:// URL (use srv.host, srv.port)")
         return f"http://{_format_host(self.host)}:{self.port}"
 
     @property
@@ -263,21 +329,50 @@ class BackgroundServer:
 
 
 def serve_in_background(
-    handler: Any,
+    handler: H,
     proto_addr: str = "tcp://127.0.0.1:0",
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    **options: Any,
-) -> BackgroundServer:
+    raise_errors: bool = True,
+    options: Options | None = None,
+    **opts: Unpack[ServeOptions],
+) -> BackgroundServer[H]:
     """Start ``handler`` on ``proto_addr`` on background threads; return once clients can connect.
 
-    ``options`` are :func:`reactor.serve`'s keywords (``multicore=True``,
+    ``options`` and ``opts`` are :func:`reactor.serve`'s (``multicore=True``,
     ``codec=...``, ``options=Options(...)``). Use the result as a context
     manager, or call its :meth:`~BackgroundServer.stop` yourself; either
-    stops the server, joins its threads, and re-raises the first exception
-    a callback raised on a loop thread.
+    stops the server, joins its threads, and re-raises the first error
+    recorded on a loop thread: an exception a callback raised, or a result
+    the engine refused (see :attr:`BackgroundServer.errors`).
+    ``raise_errors=False`` keeps them in ``errors`` instead, for a test that
+    provokes many on purpose (``take_errors()`` is the way for one).
 
     :raises OSError: binding failed (e.g. the port is taken).
+    :raises TypeError: a handler or codec class instead of an instance, and other wrong types
+        (as :func:`reactor.serve`).
     :raises ValueError: an invalid option.
     """
-    return BackgroundServer(handler, proto_addr, timeout=timeout, **options)
+    return BackgroundServer(handler, proto_addr, timeout=timeout, raise_errors=raise_errors, options=options, **opts)
+
+
+class ServerFactory(Protocol):
+    """The type of the ``reactor_server`` fixture: ``reactor_server(handler, network="tcp", **options)``.
+
+    Annotate the fixture argument with it in a typed test
+    (``def test_x(reactor_server: ServerFactory) -> None``): the server it
+    returns is a ``BackgroundServer`` of the handler's own type.
+    """
+
+    def __call__(
+        self,
+        handler: H,
+        network: str = "tcp",
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        raise_errors: bool = True,
+        options: Options | None = None,
+        **opts: Unpack[ServeOptions],
+    ) -> BackgroundServer[H]:
+        """Start ``handler`` on ``network`` (``"tcp"``, ``"tcp6"``, ``"udp"``, ``"udp6"``, ``"unix"`` or an address)."""
+        ...

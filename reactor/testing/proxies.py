@@ -4,8 +4,13 @@
 instead of the user's handler, and a :class:`CodecProxy` instead of a
 custom codec. Both forward every call unchanged and note in a
 :class:`Recorder`, shared with the server, the exceptions raised (re-raised
-as well, so the engine behaves as without them) and the connections open.
-The server reads the recorder from the test's thread.
+as well, so the engine behaves as without them), the results the engine
+will refuse (checked with the engine's own rules,
+:func:`reactor.handler.result_error`, :func:`~reactor.handler.output_error`
+and :func:`~reactor.handler.tick_result`: the engine logs them and closes
+the connection; the proxies record the same ``TypeError`` and return the
+result unchanged), and the connections open. The server reads the
+recorder from the test's thread.
 """
 
 from __future__ import annotations
@@ -16,18 +21,29 @@ from typing import Any, NamedTuple
 
 from ..connection import Conn
 from ..errors import CodecError
-from ..handler import CALLBACK_NAMES, EventServer, complete_handler, overrides
+from ..handler import (
+    BYTES_LIKE,
+    CALLBACK_NAMES,
+    EventServer,
+    complete_handler,
+    output_error,
+    overrides,
+    result_error,
+    tick_result,
+)
 from ..server import Server
 
 __all__ = ["CallbackError", "CodecProxy", "HandlerProxy", "InCallback", "Recorder"]
 
 
 class CallbackError(NamedTuple):
-    """An exception a callback raised: which callback, on which thread."""
+    """An exception a callback raised, or the error its result earns: which callback, on which thread."""
 
     callback: str
     thread: str
     error: BaseException
+    #: How ``error`` came from ``callback``: ``"raised by"``, or ``"returned by"`` for a result the engine refuses.
+    how: str = "raised by"
 
 
 class InCallback(threading.local):
@@ -55,10 +71,12 @@ class Recorder:
         self._errors: list[CallbackError] = []
 
     def opened(self, c: Conn) -> None:
+        """``c`` was opened (``on_opened`` is about to run)."""
         with self._lock:
             self._conns[c] = None
 
     def closed(self, c: Conn) -> None:
+        """``c`` was closed (``on_closed`` is about to run)."""
         with self._lock:
             self._conns.pop(c, None)
 
@@ -67,12 +85,13 @@ class Recorder:
         with self._lock:
             return list(self._conns)
 
-    def record(self, callback: str, error: BaseException) -> None:
-        """Record ``error``, raised by ``callback`` on the current thread."""
+    def record(self, callback: str, error: BaseException, how: str = "raised by") -> None:
+        """Record ``error``, raised by ``callback`` on the current thread (``how="returned by"``: its bad result)."""
         with self._lock:
-            self._errors.append(CallbackError(callback, threading.current_thread().name, error))
+            self._errors.append(CallbackError(callback, threading.current_thread().name, error, how))
 
     def errors(self) -> list[BaseException]:
+        """The recorded errors (a snapshot; not forgotten)."""
         with self._lock:
             return [e.error for e in self._errors]
 
@@ -113,15 +132,21 @@ class HandlerProxy(EventServer):
     _h_react: Callable[[bytes | None, Conn], Any]
     _h_tick: Callable[[], Any]
 
-    def __init__(self, handler: Any, recorder: Recorder) -> None:
-        """``handler`` has every callback (made so by :func:`reactor.handler.complete_handler`)."""
+    def __init__(self, handler: Any, recorder: Recorder, raw_react: bool = True) -> None:
+        """``handler`` has every callback (made so by :func:`reactor.handler.complete_handler`).
+
+        ``raw_react``: ``react``'s output is written as it is (the built-in
+        codec, UDP), so it must be bytes-like; with a custom codec it goes
+        to ``encode`` instead, whose own output :class:`CodecProxy` checks.
+        """
         self._recorder = recorder
+        self._raw_react = raw_react
         self._calls = recorder.in_callback
         for name in CALLBACK_NAMES:
             setattr(self, "_h_" + name, getattr(handler, name))
 
     @classmethod
-    def wrapping(cls, handler: Any, recorder: Recorder) -> HandlerProxy:
+    def wrapping(cls, handler: Any, recorder: Recorder, raw_react: bool = True) -> HandlerProxy:
         """The proxy for ``handler``, defining ``pre_write``/``after_write`` only if ``handler`` overrides them.
 
         :raises TypeError: ``handler`` implements none of the callbacks
@@ -138,7 +163,15 @@ class HandlerProxy(EventServer):
             if after:
                 attrs["after_write"] = cls._after_write
             sub = _PROXY_CLASSES[key] = type("RecordingHandlerProxy", (cls,), attrs)
-        return sub(complete, recorder)
+        return sub(complete, recorder, raw_react)
+
+    def _check_result(self, callback: str, result: Any, raw: bool) -> None:
+        """Record the TypeError the engine closes the connection with, if ``result`` earns one."""
+        err = result_error(callback, result)
+        if err is None and raw:
+            err = output_error(callback, result[0])
+        if err is not None:
+            self._recorder.record(callback, err, "returned by")
 
     def on_init_complete(self, server: Server) -> Any:
         recorder = self._recorder
@@ -161,12 +194,14 @@ class HandlerProxy(EventServer):
         calls = self._calls
         calls.depth += 1
         try:
-            return self._h_on_opened(c)
+            result = self._h_on_opened(c)
         except Exception as e:
             self._recorder.record("on_opened", e)
             raise
         finally:
             calls.depth -= 1
+        self._check_result("on_opened", result, True)  # written raw, as gnet does
+        return result
 
     def on_closed(self, c: Conn, err: BaseException | None) -> Any:
         self._recorder.closed(c)
@@ -184,23 +219,30 @@ class HandlerProxy(EventServer):
         calls = self._calls
         calls.depth += 1
         try:
-            return self._h_react(frame, c)
+            result = self._h_react(frame, c)
         except Exception as e:
             self._recorder.record("react", e)
             raise
         finally:
             calls.depth -= 1
+        self._check_result("react", result, self._raw_react)
+        return result
 
     def tick(self) -> Any:
         calls = self._calls
         calls.depth += 1
         try:
-            return self._h_tick()
+            result = self._h_tick()
         except Exception as e:
             self._recorder.record("tick", e)
             raise
         finally:
             calls.depth -= 1
+        try:
+            tick_result(result)
+        except TypeError as e:
+            self._recorder.record("tick", e, "returned by")
+        return result
 
     def _pre_write(self, c: Conn) -> None:
         calls = self._calls
@@ -226,7 +268,14 @@ class HandlerProxy(EventServer):
 
 
 class CodecProxy:
-    """Forwards ``encode``/``decode``, recording exceptions other than :class:`reactor.CodecError`."""
+    """Forwards ``encode``/``decode``, recording exceptions other than :class:`reactor.CodecError` and bad output.
+
+    A :class:`reactor.CodecError` is how a codec refuses the peer's bytes
+    (the engine closes that connection, logging a warning): not a bug of
+    the test's code, so it is not recorded. What ``encode`` returns must be
+    bytes-like (the engine writes it as it is); anything else is recorded
+    as a ``TypeError``.
+    """
 
     def __init__(self, codec: Any, recorder: Recorder) -> None:
         self.codec = codec
@@ -236,10 +285,11 @@ class CodecProxy:
         self._decode: Callable[[Conn], bytes | None] = codec.decode
 
     def encode(self, c: Conn, data: bytes) -> bytes:
+        """The codec's ``encode(c, data)``; recorded if it raises (not a CodecError) or returns no bytes."""
         calls = self._calls
         calls.depth += 1
         try:
-            return self._encode(c, data)
+            out = self._encode(c, data)
         except CodecError:
             raise
         except Exception as e:
@@ -247,8 +297,14 @@ class CodecProxy:
             raise
         finally:
             calls.depth -= 1
+        if not isinstance(out, BYTES_LIKE):
+            name = type(self.codec).__name__
+            err = TypeError(f"{name}.encode() returned {type(out).__name__}; it must return bytes")
+            self._recorder.record("codec.encode", err, "returned by")
+        return out
 
     def decode(self, c: Conn) -> bytes | None:
+        """The codec's ``decode(c)``; recorded if it raises anything but a CodecError."""
         calls = self._calls
         calls.depth += 1
         try:

@@ -49,13 +49,12 @@ def busy_port() -> Iterator[int]:
         ("read_buffer_cap", "x"),
         ("write_buffer_cap", -1),
         ("socket_recv_buffer", -8192),
-        ("codec", object()),
         ("log_level", "nope"),
         ("multicore", "yes"),
         ("edge_triggered_io_chunk", 0),
         ("logger", "reactor"),
     ],
-    ids=lambda v: v if isinstance(v, str) else "object()" if type(v) is object else repr(v),
+    ids=lambda v: v if isinstance(v, str) else repr(v),
 )
 def test_invalid_option_raises_before_binding(option: str, value: Any, busy_port: int) -> None:
     h = NeverStarts()
@@ -71,6 +70,32 @@ def test_unknown_option_keyword(busy_port: int) -> None:
         reactor.serve(NeverStarts(), f"tcp://127.0.0.1:{busy_port}", multicores=True)
     msg = str(exc.value)
     assert "multicores" in msg and "valid options" in msg and "multicore" in msg.replace("multicores", "")
+
+
+class NoCallbacks:
+    """Implements none of the callbacks."""
+
+
+WRONG_TYPES = [
+    pytest.param(lambda addr: reactor.serve(NeverStarts, addr), r"pass NeverStarts\(\) instead of NeverStarts",
+                 id="handler-class"),
+    pytest.param(lambda addr: reactor.serve(NoCallbacks(), addr), "implements none of the callbacks",
+                 id="handler-without-callbacks"),
+    pytest.param(lambda addr: reactor.serve(NeverStarts(), addr, codec=reactor.LineBasedFrameCodec),
+                 r"pass codec=LineBasedFrameCodec\(\) instead of codec=LineBasedFrameCodec", id="codec-class"),
+    pytest.param(lambda addr: reactor.serve(NeverStarts(), addr, codec=object()),
+                 r"codec must have encode\(c, data\) and decode\(c\) methods", id="codec-object"),
+    pytest.param(lambda addr: reactor.serve(NeverStarts(), addr, options={"multicore": True}),
+                 "options must be a reactor.Options", id="options-dict"),
+    pytest.param(lambda addr: reactor.serve(NeverStarts(), 9000), "proto_addr must be a str", id="address-int"),
+]
+
+
+@pytest.mark.parametrize(("call", "match"), WRONG_TYPES)
+def test_wrong_types_raise_type_error_before_binding(call: Any, match: str, busy_port: int) -> None:
+    """Each says what to pass, before anything is bound (the busy port would raise OSError)."""
+    with pytest.raises(TypeError, match=match):
+        call(f"tcp://127.0.0.1:{busy_port}")
 
 
 def test_too_many_event_loops(busy_port: int) -> None:

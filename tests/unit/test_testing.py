@@ -395,7 +395,9 @@ def test_unix_variant(tmp_path: Any) -> None:
     path = str(tmp_path / "t.sock")
     with serve_in_background(EchoHandler(), f"unix://{path}") as srv:
         assert srv.addr == path
-        assert srv.host is None and srv.port is None and srv.url is None
+        for name in ("host", "port", "url"):  # typed str/int/str: a Unix server has none, and says so
+            with pytest.raises(ValueError, match="Unix socket server"):
+                getattr(srv, name)
         assert srv.proto_addr == f"unix://{path}"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(T)
@@ -406,7 +408,9 @@ def test_unix_variant(tmp_path: Any) -> None:
 
 def test_udp_variant() -> None:
     with serve_in_background(EchoHandler(), "udp://127.0.0.1:0") as srv:
-        assert srv.url is None and srv.port
+        assert srv.port and srv.host == "127.0.0.1"
+        with pytest.raises(ValueError, match="UDP server"):
+            _ = srv.url
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(T)
             s.sendto(b"dgram", srv.addr)
@@ -848,7 +852,7 @@ def test_fixture_reactor_server_networks(reactor_server: Any, network: str, tmp_
 
 @pytest.mark.parametrize("echo_server", ["unix"], indirect=True)
 def test_fixture_indirect_network(echo_server: BackgroundServer) -> None:
-    assert echo_server.host is None and echo_server.proto_addr.startswith("unix://")
+    assert echo_server.network == "unix" and echo_server.proto_addr.startswith("unix://")
 
 
 def test_fixture_free_port(free_port: int) -> None:
