@@ -89,6 +89,15 @@ def _send_later(c: Conn, data: bytes) -> None:
         pass
 
 
+def _wake(c: Conn) -> None:
+    if not c.opened:
+        return
+    try:
+        c.wake()
+    except ServerInShutdownError:
+        pass
+
+
 DEFAULT_GARBAGE = b"\x00\xff\xfeGARBAGE\x80\x81 this is not the answer you expected\r\n\r\n\xde\xad\xbe\xef"
 
 
@@ -98,11 +107,18 @@ class FaultHandler(EventServer):
     Each mode answers with ``response`` (fixed bytes per received chunk) or,
     when ``response`` is None, echoes what it received, and then:
 
-    * :meth:`close_after` (``"close_after"``): sends at most ``nbytes``
-      bytes in all, then closes (the client reads ``nbytes`` bytes, then EOF).
+    * :meth:`close_after` (``"close_after"``): sends exactly ``nbytes``
+      bytes in all (once that many were asked for), then a FIN: the client
+      reads ``nbytes`` bytes, then EOF, every time. The server shuts down
+      its sending side (``shutdown(SHUT_WR)``) once the bytes are in the
+      kernel, then reads and discards what the client sends until the
+      client closes. Closing at once would not do: ``close(2)`` with unread
+      bytes in the receive buffer sends a RST instead of a FIN (tcp(7),
+      RFC 2525 section 2.17), and so does a segment reaching a closed socket;
+      a client whose first bytes race the close would see either.
     * :meth:`reset` (``"reset"``): on the first bytes received, sends at most
-      ``nbytes`` bytes, then closes with SO_LINGER 0: a TCP RST (the client
-      gets ``ConnectionResetError``).
+      ``nbytes`` bytes, then closes with SO_LINGER {on, 0}: a TCP RST, every
+      time (the client gets ``ConnectionResetError``).
     * :meth:`delay` (``"delay"``): sends each answer ``seconds`` later (from
       a timer thread with ``async_write``; the loop never sleeps).
     * :meth:`drip` (``"drip"``): sends each answer one byte at a time,
@@ -139,13 +155,15 @@ class FaultHandler(EventServer):
         self.response = response
         self.data = bytes(data)
         self._sent: dict[Conn, int] = {}
+        #: close_after's connections past their bytes: True once shut down for writing.
+        self._ending: dict[Conn, bool] = {}
         self._drip_next: dict[Conn, float] = {}
         self._scheduler = _Scheduler(f"reactor-testing-{mode}")
 
     # --- constructors, one per mode ------------------------------------------------------------------
     @classmethod
     def close_after(cls, nbytes: int, response: bytes | None = None) -> FaultHandler:
-        """Send at most ``nbytes`` bytes of the answers (echo, or ``response``), then close."""
+        """Send ``nbytes`` bytes of the answers (echo, or ``response``), then EOF (a FIN, never a RST)."""
         return cls("close_after", nbytes=nbytes, response=response)
 
     @classmethod
@@ -178,12 +196,35 @@ class FaultHandler(EventServer):
 
     # --- callbacks -----------------------------------------------------------------------------------
     def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
+        """``close_after(0)``: the FIN right away; every other mode waits for the client."""
         if self.mode == "close_after" and self.nbytes == 0:
-            return None, Action.CLOSE
+            self._end(c)
         return None, Action.NONE
 
+    def _end(self, c: Conn) -> None:
+        """close_after's end: a FIN once the answer is in the kernel; then read and drop until the client closes.
+
+        Never ``close(2)`` here: with bytes of the client's still unread (or
+        arriving later) the kernel would answer with a RST instead of a FIN.
+        The connection is closed by the loop when the client closes its side
+        (EOF), or when the server stops.
+        """
+        if c.outbound_buffered():
+            # The kernel has not taken the whole answer yet: a FIN now would
+            # cut it. Look again in a millisecond, on the loop (wake -> react(None)).
+            self._ending[c] = False
+            self._scheduler.call_at(time.monotonic() + 0.001, _wake, c)
+            return
+        self._ending[c] = True
+        try:
+            unix.shutdown(c.fd, unix.SHUT_WR)
+        except OSError:
+            pass  # the client is gone already; the loop sees that on its next read
+
     def on_closed(self, c: Conn, err: BaseException | None) -> Action:
+        """Forget ``c``."""
         self._sent.pop(c, None)
+        self._ending.pop(c, None)
         self._drip_next.pop(c, None)
         return Action.NONE
 
@@ -199,21 +240,29 @@ class FaultHandler(EventServer):
         self._scheduler.close(timeout)
 
     def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+        """Answer ``frame`` the way the mode says (see the class)."""
+        ending = self._ending.get(c)
         if frame is None:
+            if ending is False:
+                self._end(c)  # a wake from _end: is the answer in the kernel now?
             return None, Action.NONE
         mode = self.mode
         answer = self.response if self.response is not None else frame
-        if mode == "never_answer":
-            return None, Action.NONE
+        if mode == "never_answer" or ending is not None:
+            return None, Action.NONE  # close_after past its end: read and drop
         if mode == "garbage":
             return self.data, Action.NONE
-        if mode in ("close_after", "reset"):
+        if mode == "reset":
+            sockets.set_linger(c.fd, 0)  # close(2) now sends a RST, whatever is unread or unsent
+            return (answer[: self.nbytes] or None), Action.CLOSE
+        if mode == "close_after":
             sent = self._sent.get(c, 0)
             left = self.nbytes - sent
-            if mode == "reset" or len(answer) >= left:
-                if mode == "reset":
-                    sockets.set_linger(c.fd, 0)
-                return (answer[:left] or None), Action.CLOSE
+            if len(answer) >= left:
+                if left:
+                    c.write(answer[:left])
+                self._end(c)
+                return None, Action.NONE
             self._sent[c] = sent + len(answer)
             return answer, Action.NONE
         now = time.monotonic()
