@@ -3,21 +3,22 @@
 * :class:`HTTPRequest`: one request as the handler parsed it.
 * :data:`Body`, :data:`HeadersLike`, :data:`RouteValue`: what a route may answer.
 * :class:`HTTPHandler`: a route table answering HTTP/1.1 (pipelining,
-  Content-Length bodies), recording each request.
+  Content-Length and chunked bodies), recording each request.
 
-The request parsing here (``HTTPHandler._parse_one``) is this handler's own;
-it is kept as it is until a shared HTTP/1.1 parser replaces it.
+Requests are parsed by :mod:`reactor.http`'s :class:`~reactor.http.RequestParser`,
+the parser of the example server too, so the fixture accepts and refuses
+exactly what the example does (docs/http.md).
 """
 
 from __future__ import annotations
 
-import http
 import json as _json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeAlias
 
 from ..connection import Conn
 from ..handler import Action, EventServer
+from ..http import CONTINUE, ByteBuffer, Limits, Request, RequestParser, connection_header, error_response, reason
 from .waiting import DEFAULT_TIMEOUT, Waiting
 
 __all__ = ["Body", "HTTPHandler", "HTTPRequest", "HeadersLike", "RouteValue"]
@@ -47,46 +48,37 @@ HeadersLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | None
 #: or a function of the request returning either.
 RouteValue: TypeAlias = Body | tuple[int, HeadersLike, Body] | Callable[[HTTPRequest], Any]
 
-_MAX_HEADER = 64 * 1024
-_MAX_BODY = 16 * 1024 * 1024
-
-
-class _HTTPBad(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+#: What the fixture accepts: generous limits (a test may upload a lot), bodies kept.
+_LIMITS = Limits(max_header_size=64 * 1024, max_body_size=16 * 1024 * 1024, buffer_body=True)
 
 
 class _HTTPState:
-    __slots__ = ("buf", "closing", "continued")
+    """One connection's bytes not yet parsed, and its parser."""
+
+    __slots__ = ("buf", "parser")
 
     def __init__(self) -> None:
-        self.buf = b""
-        self.continued = False  # 100 Continue sent for the request at the head of buf
-        self.closing = False
+        self.buf = ByteBuffer()
+        self.parser = RequestParser(_LIMITS)
 
 
-def _reason(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def _response(status: int, headers: HeadersLike, body: Body, *, head: bool = False, close: bool = False) -> bytes:
+def _response(status: int, headers: HeadersLike, body: Body, request: Request) -> bytes:
     if isinstance(body, str):
         body = body.encode()
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
     names = {k.lower() for k, _ in items}
-    lines = [f"HTTP/1.1 {status} {_reason(status)}"]
+    lines = [f"HTTP/1.1 {status} {reason(status).decode()}"]
     lines += [f"{k}: {v}" for k, v in items]
     if "content-length" not in names:
         lines.append(f"Content-Length: {len(body)}")
     if "content-type" not in names and body:
         lines.append("Content-Type: text/plain; charset=utf-8")
-    if close and "connection" not in names:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else bytes(body))
+    head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+    if "connection" not in names:
+        head += connection_header(request)  # close, or keep-alive for an HTTP/1.0 client that asked
+    head += b"\r\n"
+    # HEAD: the headers of the GET answer, Content-Length included, no body.
+    return head if request.method == "HEAD" else head + bytes(body)
 
 
 class HTTPHandler(Waiting, EventServer):
@@ -96,9 +88,11 @@ class HTTPHandler(Waiting, EventServer):
     body, for 200), or to a function of the :class:`HTTPRequest` returning
     either. The path is matched without its query string. ``HEAD`` falls
     back to the ``GET`` route, without the body. Pipelined requests are
-    answered in order, in one write; request bodies need ``Content-Length``
-    (chunked request bodies get 501). ``Expect: 100-continue`` is honoured.
-    Use it with the default codec (it buffers partial requests itself).
+    answered in order, in one write; bodies may come with ``Content-Length``
+    or chunked (decoded; up to 16 MiB). ``Expect: 100-continue`` is
+    honoured, HTTP/1.0 keep-alive acknowledged, and what :mod:`reactor.http`
+    refuses gets its status and a close. Use it with the default codec (it
+    buffers partial requests itself) or with ``reactor.http.HTTPCodec()``.
 
     ::
 
@@ -165,91 +159,60 @@ class HTTPHandler(Waiting, EventServer):
         self._states.pop(c, None)
         return Action.NONE
 
-    def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+    def react(self, frame: Any, c: Conn) -> tuple[bytes | None, Action]:
+        """Answer every complete request, in order, in one write.
+
+        ``frame`` is what a read brought (the built-in codec), or the list of
+        requests :class:`reactor.http.HTTPCodec` framed: both work.
+        """
         if frame is None:
             return None, Action.NONE
+        if isinstance(frame, list):
+            return self._answer_all(frame, [])
         st = self._states.get(c)
         if st is None:
             st = self._states[c] = _HTTPState()
-        if st.closing:
-            return None, Action.NONE
-        st.buf += frame
+        parser = st.parser
+        if parser.closed:
+            return None, Action.NONE  # nothing after an error or the last request is parsed
+        st.buf.write(frame)
         out: list[bytes] = []
-        while st.buf:
-            try:
-                parsed = self._parse_one(st, out)
-            except _HTTPBad as e:
-                out.append(_response(e.status, None, f"{_reason(e.status)}: {e}\n", close=True))
-                st.closing = True
-                break
-            if parsed is None:
-                break
-            request, close = parsed
+        while True:
+            batch = parser.parse(st.buf)
+            if parser.continue_due:
+                parser.continue_due = False
+                out.append(CONTINUE)
+            if not batch:
+                return (b"".join(out) or None), Action.NONE
+            answer, action = self._answer_all(batch, out)
+            if action == Action.CLOSE:
+                return answer, action
+            out = [answer] if answer else []
+
+    def _answer_all(self, batch: list[Request], out: list[bytes]) -> tuple[bytes | None, Action]:
+        """The answers to ``batch`` after ``out``; CLOSE after an error or a request that ends the connection."""
+        for req in batch:
+            if req.error is not None:
+                out.append(error_response(req.error, server=None))
+                return b"".join(out), Action.CLOSE
+            request = HTTPRequest(req.method, req.path, req.query, req.version, req.headers, req.body)
             with self._cond:
                 self._requests.append(request)
                 self._cond.notify_all()
-            out.append(self._answer(request, close))
-            if close:
-                st.closing = True
-                break
-        return (b"".join(out) or None), (Action.CLOSE if st.closing else Action.NONE)
+            out.append(self._answer(request, req))
+        return (b"".join(out) or None), (Action.NONE if batch[-1].keep_alive else Action.CLOSE)
 
-    def _parse_one(self, st: _HTTPState, out: list[bytes]) -> tuple[HTTPRequest, bool] | None:
-        buf = st.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > _MAX_HEADER:
-                raise _HTTPBad(431, "request header block too large")
-            return None
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].startswith("HTTP/1."):
-            raise _HTTPBad(400, f"malformed request line {lines[0][:80]!r}")
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _HTTPBad(400, f"malformed header line {line[:80]!r}")
-            name = name.lower()
-            value = value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        if "transfer-encoding" in headers:
-            raise _HTTPBad(501, "Transfer-Encoding request bodies are not supported")
-        length = headers.get("content-length", "0")
-        if not length.isdigit():
-            raise _HTTPBad(400, f"bad Content-Length {length[:40]!r}")
-        n = int(length)
-        if n > _MAX_BODY:
-            raise _HTTPBad(413, f"body of {n} bytes is too large")
-        total = end + 4 + n
-        if len(buf) < total:
-            if headers.get("expect", "").lower() == "100-continue" and not st.continued:
-                st.continued = True
-                out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
-            return None
-        st.buf = buf[total:]
-        st.continued = False
-        path, _, query = target.partition("?")
-        request = HTTPRequest(method.upper(), path, query, version, headers, bytes(buf[end + 4 : total]))
-        conn_hdr = headers.get("connection", "").lower()
-        close = "close" in conn_hdr or (version == "HTTP/1.0" and "keep-alive" not in conn_hdr)
-        return request, close
-
-    def _answer(self, request: HTTPRequest, close: bool) -> bytes:
-        head = request.method == "HEAD"
+    def _answer(self, request: HTTPRequest, req: Request) -> bytes:
         value = self.routes.get((request.method, request.path))
-        if value is None and head:
+        if value is None and request.method == "HEAD":
             value = self.routes.get(("GET", request.path))
         if value is None:
             status, headers, body = self.default
-            return _response(status, headers, body, head=head, close=close)
+            return _response(status, headers, body, req)
         if callable(value):
             value = value(request)
         if isinstance(value, (bytes, bytearray, memoryview, str)):
             status, headers, body = 200, None, value
         else:
             status, headers, body = value
-        return _response(status, headers, bytes(body) if not isinstance(body, str) else body, head=head, close=close)
-
-
+        return _response(status, headers, bytes(body) if not isinstance(body, str) else body, req)

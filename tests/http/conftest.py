@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from http_support import Target, get_ok
+from http_support import BODY, Target, get_ok
 from reactor.examples.http import HTTPCodec, HTTPServer
-from reactor.testing import serve_in_background
+from reactor.testing import HTTPHandler, serve_in_background
 
 
 def start_example() -> Target:
@@ -21,8 +21,14 @@ def start_example() -> Target:
     return Target("example", srv.host or "127.0.0.1", int(srv.port or 0), srv)
 
 
-KINDS = ["example"]
-STARTERS = {"example": start_example}
+def start_fixture() -> Target:
+    handler = HTTPHandler({("GET", "/"): BODY, ("POST", "/"): BODY})
+    srv = serve_in_background(handler, "tcp://127.0.0.1:0")
+    return Target("fixture", srv.host or "127.0.0.1", int(srv.port or 0), srv)
+
+
+KINDS = ["example", "fixture"]
+STARTERS = {"example": start_example, "fixture": start_fixture}
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -666,28 +666,29 @@ def test_http_json_head_continue_and_bad_requests() -> None:
     handler.route("GET", "/j", json={"a": [1, 2]}, status=201)
     with serve_in_background(handler) as srv:
         with connect(srv) as s:
-            s.sendall(b"GET /j HTTP/1.1\r\n\r\n")
+            s.sendall(b"GET /j HTTP/1.1\r\nHost: x\r\n\r\n")
             status, headers, body = read_http_responses(s, 1)[0]
             assert status == 201 and headers["content-type"] == "application/json"
             assert json.loads(body) == {"a": [1, 2]}
             # HEAD: the GET route's headers, Content-Length included, and no body
-            s.sendall(b"HEAD /j HTTP/1.1\r\n\r\n")
+            s.sendall(b"HEAD /j HTTP/1.1\r\nHost: x\r\n\r\n")
             head = b""
             while not head.endswith(b"\r\n\r\n"):
                 head += s.recv(1)
             assert head.startswith(b"HTTP/1.1 201 Created\r\n") and b"Content-Length: 13\r\n" in head
-            s.sendall(b"GET /x HTTP/1.1\r\n\r\n")
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
             status, headers, body = read_http_responses(s, 1)[0]
             assert (status, headers["x-teapot"], body) == (418, "1", b"short and stout")
             # Expect: 100-continue gets an interim answer before the body is sent
-            s.sendall(b"POST /up HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+            s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
             assert recv_exactly(s, 25) == b"HTTP/1.1 100 Continue\r\n\r\n"
             s.sendall(b"abc")
             assert read_http_responses(s, 1)[0][0] == 418
         for bad, status in [
             (b"NONSENSE\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host (RFC 9112 §3.2)
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
         ]:
             with connect(srv) as s:
                 s.sendall(bad)
@@ -709,7 +710,7 @@ def test_http_route_function_exception_surfaces() -> None:
     with pytest.raises(KeyError, match="route bug"):
         with serve_in_background(HTTPHandler({("GET", "/"): broken})) as srv:
             with connect(srv) as s:
-                s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert recv_until_eof(s) == b""
 
 
