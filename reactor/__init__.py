@@ -26,9 +26,10 @@ from .codec import (
     LengthFieldBasedFrameCodec,
     LineBasedFrameCodec,
 )
-from .client import Client
+from .client import BlockingConn, Client
 from .connection import Conn, UDPConn
 from .errors import (
+    ClientNotStartedError,
     CodecError,
     FrameTooLongError,
     InvalidFixedLengthError,
@@ -50,8 +51,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "BlockingConn",
     "BuiltInFrameCodec",
     "Client",
+    "ClientNotStartedError",
     "CodecError",
     "Conn",
     "DecoderConfig",

@@ -16,32 +16,54 @@ Differences from gnet v1, on purpose:
   ``on_opened`` has run (gnet v1 returns before, so an immediate write can
   race the registration).
 * ``enroll(sock)`` adopts an already connected stdlib socket (v2 ``Enroll``).
+
+New in reactor:
+
+* addresses in ``serve()``'s own form, ``dial("tcp://127.0.0.1:9000")``,
+  or a ``(host, port)`` tuple (a ``BackgroundServer.addr``); gnet's
+  ``dial("tcp", "127.0.0.1:9000")`` still works;
+* :meth:`Client.connect` and :meth:`Client.request`, a blocking
+  request/response helper for scripts and tests: a client built without
+  a handler queues each connection's frames for a :class:`BlockingConn`,
+  which the caller's thread reads with ``recv()``;
+* using a client that is not started raises :class:`~reactor.errors.ClientNotStartedError`
+  (a ``RuntimeError``, and the ``ServerInShutdownError`` it used to be).
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import os
 import socket as _socket
+import sys
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, overload
 
 from .codec import BuiltInFrameCodec
 from .connection import Conn, UDPConn
-from .errors import EngineShutdown, ServerInShutdownError
+from .errors import ClientNotStartedError, EngineShutdown, ServerInShutdownError, UnsupportedProtocolError
 from .eventloop import EventLoop, shutdown_task
 from .eventloop_et import loop_class
-from .handler import Action, complete_handler
+from .handler import Action, EventServer, complete_handler
 from .internal import sockets, threads, unix
 from .internal.netpoll import Poller
 from .internal.waitfd import WRITABLE, wait_fd
-from .options import Options, make_logger, normalize_read_buffer_cap
-from .server import Server
+from .listener import parse_proto_addr
+from .options import Options, ServeOptions, make_logger
+from .server import Server, resolve_options
 
-__all__ = ["Client"]
+if sys.version_info >= (3, 11):
+    from typing import Self, Unpack
+elif TYPE_CHECKING:  # 3.10: for type checkers only (they bundle typing_extensions); nothing at run time
+    from typing_extensions import Self, Unpack
+
+__all__ = ["DEFAULT_RECV_TIMEOUT", "BlockingConn", "Client"]
 
 _DIAL_NETWORKS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix")
+#: How long :meth:`BlockingConn.recv` waits for a frame unless told otherwise, in seconds.
+DEFAULT_RECV_TIMEOUT = 10.0
 
 
 class _ClientEngine:
@@ -65,15 +87,22 @@ class Client:
     """Dial connections and serve them on one event loop (gnet: ``Client``).
 
     ``Client(handler, **options)`` takes the same options as ``serve`` (the
-    server-only ones are ignored) plus ``dial_timeout``.
+    server-only ones are ignored) plus ``dial_timeout``. Use it as a context
+    manager (``with reactor.Client(handler) as client:`` starts it, and
+    stops it at the end), or call :meth:`start` and :meth:`stop`.
+
+    Without a handler (``reactor.Client()``) the client queues the frames
+    of each connection for the caller's thread: :meth:`connect` returns a
+    :class:`BlockingConn` (``send``, ``recv``, ``request``), and
+    :meth:`request` sends one request and returns one answer.
     """
 
-    def __init__(self, handler: Any, *, options: Optional[Options] = None, **opts: Any) -> None:
-        o = options if options is not None else Options()
-        if opts:
-            o = o.replace(**opts)
-        o.validate()
-        o = o.replace(read_buffer_cap=normalize_read_buffer_cap(o.read_buffer_cap))
+    def __init__(self, handler: object | None = None, *, options: Options | None = None,
+                 **opts: Unpack[ServeOptions]) -> None:
+        """Check the handler and the options (``TypeError``/``ValueError`` as :func:`reactor.serve`); start nothing."""
+        if handler is None:
+            handler = _Inboxes()
+        o = resolve_options(handler, options, opts)
         self.opts = o
         self.logger, self._cleanup_logger = make_logger(o)
         self._engine = _ClientEngine(handler, o, self.logger)
@@ -119,7 +148,7 @@ class Client:
             threads.start_thread(self._ticker_thread)
 
     def stop(self) -> None:
-        """Close every connection (each gets ``on_closed``), stop the loop, then ``on_shutdown`` (gnet: ``Client.Stop``).
+        """Close every connection (each gets ``on_closed``), stop the loop, then ``on_shutdown`` (gnet: ``Stop``).
 
         Safe from any thread. Called from one of the client's own callbacks
         (the loop thread) it only asks the loop to stop and returns; the
@@ -171,7 +200,8 @@ class Client:
             self.logger.exception("on_shutdown() raised")
         self._cleanup_logger()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
+        """Start the client (see :meth:`start`) and return it."""
         self.start()
         return self
 
@@ -179,22 +209,40 @@ class Client:
         self.stop()
 
     # --- connections ---------------------------------------------------------------------------
-    def dial(self, network: str, address: str, timeout: Optional[float] = None) -> Conn:
-        """Connect to ``address`` over ``network`` and serve the connection (gnet: ``Client.Dial``).
+    @overload
+    def dial(self, address: str | tuple[Any, ...], /, *, timeout: float | None = None) -> Conn: ...
 
-        ``network`` is ``tcp``/``tcp4``/``tcp6``/``unix``/``udp``/``udp4``/``udp6``
-        and ``address`` is ``host:port`` or a Unix path. Returns once the
-        connection is registered and ``on_opened`` has run (not for UDP,
-        which has no ``on_opened``, as in gnet).
+    @overload
+    def dial(self, network: str, address: str | tuple[Any, ...], /, timeout: float | None = None) -> Conn: ...
+
+    def dial(
+        self, address: str | tuple[Any, ...], address2: str | tuple[Any, ...] | None = None, /,
+        timeout: float | None = None,
+    ) -> Conn:
+        """Connect to ``address`` and serve the connection (gnet: ``Client.Dial``).
+
+        ``address`` is in :func:`reactor.serve`'s form, ``"tcp://127.0.0.1:9000"``,
+        ``"tcp6://[::1]:9000"``, ``"udp://127.0.0.1:53"``, ``"unix:///run/x.sock"``
+        (``"127.0.0.1:9000"`` alone means tcp), or a ``(host, port)`` tuple
+        (tcp; what ``socket`` and ``BackgroundServer.addr`` use). gnet's
+        two-argument form ``dial("tcp", "127.0.0.1:9000")`` works too. Returns
+        once the connection is registered and ``on_opened`` has run (not for
+        UDP, which has no ``on_opened``, as in gnet).
 
         :raises ConnectionRefusedError: (and other ``OSError``) the connect failed.
-        :raises TimeoutError: no answer within ``timeout`` seconds.
-        :raises reactor.ServerInShutdownError: the client is not running.
+        :raises TimeoutError: no answer within ``timeout`` seconds
+            (default: the ``dial_timeout`` option).
+        :raises reactor.ClientNotStartedError: :meth:`start` was not called
+            (a ``RuntimeError``; also a ``ServerInShutdownError``).
+        :raises reactor.ServerInShutdownError: the client has stopped.
+        :raises reactor.UnsupportedProtocolError: an unknown network.
+        :raises reactor.InvalidNetworkAddressError: a malformed address.
         """
-        if network not in _DIAL_NETWORKS:
-            from .errors import UnsupportedProtocolError
+        network, addr = _dial_target(address, address2)
+        return self._dial(network, addr, timeout, None)
 
-            raise UnsupportedProtocolError(f"cannot dial network {network!r}; use one of {', '.join(_DIAL_NETWORKS)}")
+    def _dial(self, network: str, address: str, timeout: float | None, context: Any) -> Conn:
+        """:meth:`dial` once the address is parsed; ``context`` is set on the Conn before it is registered."""
         self._check_running()
         if timeout is None:
             timeout = self.opts.dial_timeout
@@ -207,7 +255,7 @@ class Client:
         if network.startswith("udp"):
             fd, local, family = sockets.udp_socket(network, address, True, sock_opts)
             remote = unix.getpeername(fd)
-            return self._enroll_fd(fd, family, local, remote, udp=True)
+            return self._enroll_fd(fd, family, local, remote, udp=True, context=context)
         if network == "unix":
             path = "\0" + address[1:] if address.startswith("@") else address
             fd, _, family = sockets.unix_socket(path, False, sock_opts)
@@ -223,7 +271,41 @@ class Client:
         except BaseException:
             unix.close(fd)
             raise
-        return self._enroll_fd(fd, family, local, remote, udp=False)
+        return self._enroll_fd(fd, family, local, remote, udp=False, context=context)
+
+    def connect(self, address: str | tuple[Any, ...], *, timeout: float | None = None) -> BlockingConn:
+        """Dial ``address`` (any form :meth:`dial` takes) for the caller's thread: a :class:`BlockingConn`.
+
+        Only for a client built without a handler (``reactor.Client()``,
+        with ``codec=`` to frame the answers): its loop queues each frame
+        for :meth:`BlockingConn.recv`. ``timeout`` bounds the connect and is
+        the connection's default ``recv`` timeout (:data:`DEFAULT_RECV_TIMEOUT`
+        when None).
+
+        :raises TypeError: the client has a handler of its own (its ``react`` gets the frames).
+        :raises reactor.ClientNotStartedError: the client is not started.
+        """
+        if not isinstance(self.handler, _Inboxes):
+            raise TypeError(
+                "connect() needs a Client built without a handler (reactor.Client(), which queues the frames "
+                "for recv()); this one's handler gets them in react(): use dial()"
+            )
+        network, addr = _dial_target(address, None)
+        inbox = _Inbox()
+        c = self._dial(network, addr, timeout, inbox)
+        return BlockingConn(c, inbox, DEFAULT_RECV_TIMEOUT if timeout is None else timeout)
+
+    def request(self, address: str | tuple[Any, ...], data: bytes, *, timeout: float | None = None) -> bytes:
+        """Connect to ``address``, send ``data`` (encoded by the codec), return the first frame back, close.
+
+        For a client built without a handler (see :meth:`connect`); with the
+        default codec, "the first frame" is whatever one read(2) brought.
+
+        :raises TimeoutError: no answer within ``timeout`` seconds (:data:`DEFAULT_RECV_TIMEOUT` when None).
+        :raises EOFError: the server closed the connection without answering.
+        """
+        with self.connect(address, timeout=timeout) as conn:
+            return conn.request(data)
 
     def enroll(self, sock: _socket.socket) -> Conn:
         """Adopt a connected stdlib socket: the client takes over its fd (gnet v2: ``Enroll``).
@@ -253,19 +335,22 @@ class Client:
         return self._enroll_fd(fd, family, local, remote, udp=udp)
 
     def _check_running(self) -> None:
-        if (
-            not self._started
-            or self._stopped
-            or self._loop is None
-            or self._loop.thread is None
-            or not self._loop.thread.is_alive()
-        ):
-            raise ServerInShutdownError("the client is not running: call start() first")
+        if not self._started:
+            raise ClientNotStartedError(
+                "the client is not started: call client.start() first, or use it as a context manager: "
+                "with reactor.Client(handler) as client: client.dial('tcp://127.0.0.1:9000')"
+            )
+        if self._stopped or self._loop is None or self._loop.thread is None or not self._loop.thread.is_alive():
+            raise ServerInShutdownError("the client has stopped (or never ran: on_init_complete returned SHUTDOWN)")
 
-    def _enroll_fd(self, fd: int, family: int, local: unix.Address, remote: unix.Address, udp: bool) -> Conn:
+    def _enroll_fd(
+        self, fd: int, family: int, local: unix.Address, remote: unix.Address, udp: bool, context: Any = None
+    ) -> Conn:
         loop = self._loop
         assert loop is not None
         c: Conn = UDPConn(fd, loop, local, remote, family, connected=True) if udp else Conn(fd, loop, local, remote)
+        if context is not None:
+            c.context = context  # before the loop can deliver a frame
         if threading.get_ident() == loop.tid:
             # Dialed from one of this loop's callbacks: waiting for a task
             # would wait for ourselves, so register right here.
@@ -283,12 +368,184 @@ class Client:
         return c
 
 
+def _join_host_port(addr: tuple[Any, ...]) -> str:
+    """``("::1", 9000)`` → ``"[::1]:9000"``; 4-tuples (IPv6 socket addresses) keep their first two items."""
+    if len(addr) not in (2, 4) or not isinstance(addr[0], str) or not isinstance(addr[1], int):
+        raise TypeError(f"a (host, port) tuple needs a str host and an int port, got {addr!r}")
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dial_target(address: object, address2: object) -> tuple[str, str]:
+    """``(network, address)`` for the sockets: from ``"proto://addr"``, ``(host, port)`` or gnet's two arguments."""
+    if address2 is not None:  # gnet's dial(network, address)
+        network = address
+        if not isinstance(network, str) or network not in _DIAL_NETWORKS:
+            raise UnsupportedProtocolError(f"cannot dial network {network!r}; use one of {', '.join(_DIAL_NETWORKS)}")
+        if isinstance(address2, tuple):
+            return network, _join_host_port(address2)
+        if not isinstance(address2, str):
+            raise TypeError(f"address must be a str or a (host, port) tuple, got {type(address2).__name__}")
+        if "://" in address2:
+            named, addr = parse_proto_addr(address2)
+            if named != network:
+                raise UnsupportedProtocolError(f"dial({network!r}, {address2!r}): the address says {named!r}")
+            return named, addr
+        return network, address2
+    if isinstance(address, tuple):
+        return "tcp", _join_host_port(address)
+    if not isinstance(address, str):
+        raise TypeError(
+            f"address must be 'proto://addr' (as serve() takes), 'host:port' or a (host, port) tuple, "
+            f"got {type(address).__name__} {address!r:.80}"
+        )
+    if address in _DIAL_NETWORKS:
+        raise TypeError(
+            f"dial({address!r}) needs an address: dial('{address}://host:port') or dial({address!r}, 'host:port')"
+        )
+    network, addr = parse_proto_addr(address)
+    if network not in _DIAL_NETWORKS:  # pragma: no cover - parse_proto_addr knows the same networks
+        raise UnsupportedProtocolError(f"cannot dial network {network!r}")
+    return network, addr
+
+
+class _Inbox:
+    """One :class:`BlockingConn`'s frames and end: filled on the loop thread, read on the caller's."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.frames: collections.deque[bytes] = collections.deque()
+        self.closed = False
+        self.error: BaseException | None = None
+
+    def put(self, frame: bytes) -> None:
+        with self.cond:
+            self.frames.append(frame)
+            self.cond.notify_all()
+
+    def close(self, err: BaseException | None) -> None:
+        with self.cond:
+            self.closed = True
+            self.error = err
+            self.cond.notify_all()
+
+
+class _Inboxes(EventServer):
+    """The handler of a ``Client()`` built without one: each connection's frames go to its :class:`_Inbox`."""
+
+    def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+        """Queue ``frame`` for the connection's :class:`BlockingConn`."""
+        inbox = c.context
+        if frame is not None and isinstance(inbox, _Inbox):
+            inbox.put(frame)
+        return None, Action.NONE
+
+    def on_closed(self, c: Conn, err: BaseException | None) -> Action:
+        """Tell the :class:`BlockingConn` (its ``recv`` raises once the queued frames are read)."""
+        inbox = c.context
+        if isinstance(inbox, _Inbox):
+            inbox.close(err)
+        return Action.NONE
+
+
+class BlockingConn:
+    """A client connection for the caller's thread: :meth:`send`, :meth:`recv` a frame, or :meth:`request` both.
+
+    From :meth:`Client.connect`. The client's loop does the I/O and frames
+    the input with the client's codec; this object only queues frames and
+    waits for them, so it is safe from any thread (one reader at a time
+    makes sense). A context manager: leaving the block closes the connection.
+    """
+
+    def __init__(self, conn: Conn, inbox: _Inbox, timeout: float) -> None:
+        """Wrap ``conn``, whose frames the client's loop puts in ``inbox``; ``timeout``: the default for ``recv``."""
+        #: The underlying :class:`reactor.Conn` (its thread-safe methods may be used too).
+        self.conn = conn
+        #: The default ``recv`` timeout, in seconds.
+        self.timeout = timeout
+        self._inbox = inbox
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` for the connection (encoded by the client's codec; ``Conn.async_write``).
+
+        :raises EOFError: the connection is closed (or its error, if it failed).
+        """
+        self._raise_if_closed()
+        self.conn.async_write(data)
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """The next frame the server sent, waiting up to ``timeout`` seconds (default: :attr:`timeout`).
+
+        Frames that arrived before the connection closed are still returned
+        in order; after them, the end is raised.
+
+        :raises TimeoutError: no frame within ``timeout``.
+        :raises EOFError: the server closed the connection (cleanly).
+        :raises OSError: the connection failed (e.g. ``ConnectionResetError``).
+        """
+        inbox = self._inbox
+        wait = self.timeout if timeout is None else timeout
+        with inbox.cond:
+            if not inbox.cond.wait_for(lambda: inbox.frames or inbox.closed, wait):
+                raise TimeoutError(f"no frame from {self.conn.remote_addr!r} within {wait} s")
+            if inbox.frames:
+                return inbox.frames.popleft()
+        self._raise_if_closed()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def request(self, data: bytes, timeout: float | None = None) -> bytes:
+        """:meth:`send` ``data``, then :meth:`recv` the answer (the next frame)."""
+        self.send(data)
+        return self.recv(timeout)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has closed (frames may still be queued for :meth:`recv`)."""
+        with self._inbox.cond:
+            return self._inbox.closed
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close the connection and wait (up to ``timeout``, default :attr:`timeout`) until the loop has closed it.
+
+        Idempotent; does nothing once the client has stopped (it closed every connection).
+        """
+        if self.closed:
+            return
+        try:
+            self.conn.close()
+        except ServerInShutdownError:
+            return
+        inbox = self._inbox
+        with inbox.cond:
+            inbox.cond.wait_for(lambda: inbox.closed, self.timeout if timeout is None else timeout)
+
+    def _raise_if_closed(self) -> None:
+        inbox = self._inbox
+        with inbox.cond:
+            if not inbox.closed:
+                return
+            err = inbox.error
+        if err is not None:
+            raise err
+        raise EOFError(f"the connection to {self.conn.remote_addr!r} is closed")
+
+    def __enter__(self) -> Self:
+        """The connection itself."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<BlockingConn {self.conn!r}>"
+
+
 class _Registration:
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
-    def wait(self, thread: Optional[threading.Thread]) -> None:
+    def wait(self, thread: threading.Thread | None) -> None:
         while not self.event.wait(0.2):
             if thread is None or not thread.is_alive():
                 # The loop ended (a callback asked for SHUTDOWN) before it
@@ -296,7 +553,7 @@ class _Registration:
                 raise ServerInShutdownError("the client's event loop has stopped")
 
 
-def _register(loop: EventLoop, c: Conn, done: Optional[_Registration]) -> None:
+def _register(loop: EventLoop, c: Conn, done: _Registration | None) -> None:
     try:
         if isinstance(c, UDPConn):
             loop.register_udp(c)
@@ -314,7 +571,7 @@ def _register(loop: EventLoop, c: Conn, done: Optional[_Registration]) -> None:
             done.event.set()
 
 
-def _wait_connected(fd: int, timeout: Optional[float], what: str) -> None:
+def _wait_connected(fd: int, timeout: float | None, what: str) -> None:
     """Wait for a non-blocking connect to finish; raise its error (SO_ERROR) or TimeoutError.
 
     The socket becomes writable when the handshake completed or failed;

@@ -8,6 +8,7 @@ stay the plain ``OSError`` subclasses raised by :mod:`reactor.internal.unix`.
 from __future__ import annotations
 
 __all__ = [
+    "ClientNotStartedError",
     "CodecError",
     "FrameTooLongError",
     "InvalidFixedLengthError",
@@ -46,6 +47,16 @@ class ServerInShutdownError(ReactorError):
     connection's thread-safe methods (``async_write``, ``wake``, ``close``,
     ``set_deadline``) once its event loop has stopped, and by a ``Client``
     that is not started.
+    """
+
+
+class ClientNotStartedError(ServerInShutdownError, RuntimeError):
+    """A :class:`reactor.Client` was used before ``start()`` (or outside its ``with`` block).
+
+    New in reactor (gnet's ``Dial`` on an unstarted client fails later, on
+    a nil poller). A ``RuntimeError``, as "call start() first" is; and a
+    :class:`ServerInShutdownError`, which is what reactor raised before, so
+    that ``except ServerInShutdownError`` keeps catching it.
     """
 
 

@@ -174,7 +174,7 @@ def assert_closed_by_peer(sock: socket.socket) -> None:
 # --------------------------------------------------------------------------------------------------
 # the snippets: every python block of index.md and tutorial.md is an include of a tested file
 # --------------------------------------------------------------------------------------------------
-SNIPPET_PAGES = ("index.md", "tutorial.md")
+SNIPPET_PAGES = ("index.md", "tutorial.md", "client.md")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 INCLUDE = re.compile(r'^--8<--\s+"([^"]+)"\s*$')
 TESTED_EXAMPLES = {
@@ -184,6 +184,8 @@ TESTED_EXAMPLES = {
     "worker_thread.py",
     "wake_tick.py",
     "graceful_stop.py",
+    "client_request.py",
+    "client_handler.py",
 }
 
 
@@ -307,6 +309,29 @@ def test_example_wake_tick(monkeypatch: pytest.MonkeyPatch) -> None:
             s.sendall(b"bye\n")
             rest = read_to_eof(s)  # Action.CLOSE: the answer, then the server closes
             assert b"bye\n" in rest
+
+
+class UpperLines(reactor.EventServer):
+    """The server the client examples talk to: each line back in capitals."""
+
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, reactor.Action]:
+        return (frame or b"").upper(), reactor.Action.NONE
+
+
+def test_example_client_request(capsys: pytest.CaptureFixture[str]) -> None:
+    from reactor.testing import serve_in_background
+
+    with serve_in_background(UpperLines(), codec=reactor.LineBasedFrameCodec()) as srv:
+        load_example("client_request.py").main(srv.proto_addr)
+    assert capsys.readouterr().out.splitlines() == ["b'HELLO'", "b'WORLD'", "b'ONE-SHOT'"]
+
+
+def test_example_client_handler() -> None:
+    from reactor.testing import serve_in_background
+
+    with serve_in_background(UpperLines(), codec=reactor.LineBasedFrameCodec()) as srv:
+        answers = load_example("client_handler.py").main(srv.proto_addr)
+    assert answers == [b"PING 0", b"PING 1", b"PING 2"]
 
 
 def test_example_graceful_stop_shutdown_action(monkeypatch: pytest.MonkeyPatch) -> None:
