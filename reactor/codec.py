@@ -101,9 +101,11 @@ class BuiltInFrameCodec:
     """
 
     def encode(self, c: Conn, data: bytes) -> bytes:
+        """``data`` as it is: the built-in codec does not frame."""
         return data
 
     def decode(self, c: Conn) -> bytes | None:
+        """Everything buffered so far (one frame per read), or None when nothing is."""
         if c.buffer_length() == 0:
             return None
         data = c.read()
@@ -154,9 +156,14 @@ class DelimiterBasedFrameCodec:
         self._sweep_at = 64
 
     def encode(self, c: Conn, data: bytes) -> bytes:
+        """``data`` followed by the delimiter."""
         return bytes(data) + self.delimiter
 
     def decode(self, c: Conn) -> bytes | None:
+        """The bytes before the next delimiter (consumed too, not returned), or None while there is none.
+
+        :raises reactor.FrameTooLongError: more than ``max_frame_length`` bytes without a delimiter.
+        """
         delimiter = self.delimiter
         start = 0
         if self._partial:
@@ -216,6 +223,10 @@ class FixedLengthFrameCodec:
         self.frame_length = frame_length
 
     def encode(self, c: Conn, data: bytes) -> bytes:
+        """``data`` as it is, which must be a whole number of frames.
+
+        :raises reactor.InvalidFixedLengthError: ``len(data)`` is not a multiple of ``frame_length``.
+        """
         if len(data) % self.frame_length != 0:
             raise InvalidFixedLengthError(
                 f"{len(data)} bytes is not a multiple of the frame length {self.frame_length}"
@@ -223,6 +234,7 @@ class FixedLengthFrameCodec:
         return data
 
     def decode(self, c: Conn) -> bytes | None:
+        """The next ``frame_length`` bytes, or None until that many are buffered."""
         n = self.frame_length
         if c.inbound_buffered() < n:
             return None
@@ -307,6 +319,11 @@ class LengthFieldBasedFrameCodec:
         self.max_frame_length = max_frame_length
 
     def encode(self, c: Conn, data: bytes) -> bytes:
+        """``data`` behind its length field, as ``encoder_config`` says.
+
+        :raises reactor.TooLessLengthError: the adjusted length is negative.
+        :raises reactor.CodecError: the length does not fit into the length field.
+        """
         cfg = self.encoder_config
         length = len(data) + cfg.length_adjustment
         if cfg.length_includes_length_field_length:
@@ -319,6 +336,10 @@ class LengthFieldBasedFrameCodec:
         return length.to_bytes(size, cfg.byte_order) + bytes(data)  # type: ignore[arg-type]
 
     def decode(self, c: Conn) -> bytes | None:
+        """The next frame, as ``decoder_config`` describes it, or None until it is complete.
+
+        :raises reactor.FrameTooLongError: the frame announces more than ``max_frame_length`` bytes.
+        """
         cfg = self.decoder_config
         header_end = cfg.length_field_offset + cfg.length_field_length
         if c.inbound_buffered() < header_end:

@@ -781,6 +781,7 @@ class UDPConn(Conn):
         self.send_to(data)
 
     def async_writev(self, bufs: Sequence[bytes]) -> None:
+        """Send the buffers joined as one datagram, at once (nothing is queued for UDP)."""
         self.send_to(b"".join(bufs))
 
     def flush(self) -> None:

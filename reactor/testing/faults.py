@@ -229,6 +229,7 @@ class FaultHandler(EventServer):
         return Action.NONE
 
     def on_shutdown(self, server: Server) -> None:
+        """Drop the pending delayed and drip-fed sends and join the helper thread."""
         self._scheduler.close(DEFAULT_TIMEOUT)
 
     def stop_helpers(self, timeout: float | None = None) -> None:

@@ -36,6 +36,7 @@ class EchoHandler(EventServer):
     """Writes back every byte it reads (TCP and Unix streams; one datagram back per datagram for UDP)."""
 
     def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+        """``frame`` back, as it came."""
         return frame, Action.NONE
 
 
@@ -84,6 +85,7 @@ class RecordingHandler(Waiting, EventServer):
 
     # callbacks
     def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
+        """Record an ``"opened"`` event (the connection gets the next index)."""
         with self._cond:
             i = self._conn_index(c)
             self._open[i] = True
@@ -92,6 +94,7 @@ class RecordingHandler(Waiting, EventServer):
         return None, Action.NONE
 
     def on_closed(self, c: Conn, err: BaseException | None) -> Action:
+        """Record a ``"closed"`` event with ``err``."""
         with self._cond:
             i = self._conn_index(c)
             self._open[i] = False
@@ -101,6 +104,7 @@ class RecordingHandler(Waiting, EventServer):
         return Action.NONE
 
     def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+        """Record ``frame`` as a ``"data"`` event; answer ``reply``, the frame (``echo``) or nothing."""
         if frame is None:
             return None, Action.NONE
         with self._cond:
@@ -147,6 +151,7 @@ class RecordingHandler(Waiting, EventServer):
 
     @property
     def open_connections(self) -> int:
+        """How many connections are open right now."""
         with self._cond:
             return sum(self._open)
 
@@ -233,16 +238,19 @@ class ScriptedHandler(Waiting, EventServer):
         return st
 
     def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
+        """Start the connection at step 0; send the ``greeting``, if any."""
         with self._cond:
             self._state(c)
         return self.greeting or None, Action.NONE
 
     def on_closed(self, c: Conn, err: BaseException | None) -> Action:
+        """Forget the connection's progress."""
         with self._cond:
             self._states.pop(_conn_key(c), None)
         return Action.NONE
 
     def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+        """Match ``frame`` against the script, answer each completed step; a mismatch raises ``AssertionError``."""
         if frame is None:
             return None, Action.NONE
         out: list[bytes] = []
