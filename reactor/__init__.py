@@ -46,8 +46,7 @@ from .handler import Action, EventHandler, EventServer
 from .load_balancer import LoadBalancing
 from .options import Options
 from .server import Server, serve, stop
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__  # the one place it is written
 
 __all__ = [
     "Action",

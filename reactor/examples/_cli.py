@@ -11,7 +11,14 @@ from typing import Any, Optional
 
 import reactor
 
-__all__ = ["ExampleServer", "example_parser", "run_example"]
+__all__ = ["ExampleServer", "example_parser", "host_arg", "run_example"]
+
+
+def host_arg(text: str) -> str:
+    """``--host``'s type: an IPv6 literal (``::1``) gets the brackets a ``tcp://host:port`` address needs."""
+    if ":" in text and not text.startswith("["):
+        return f"[{text}]"
+    return text
 
 
 class ExampleServer(reactor.EventServer):
@@ -53,7 +60,10 @@ class ExampleServer(reactor.EventServer):
 def example_parser(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:
     """The options every example takes: address, loops, server mode, worker processes, quiet."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--host", default="", help="address to bind (default: all IPv4 interfaces)")
+    parser.set_defaults(prog=prog)  # for run_example's one-line errors
+    parser.add_argument("--version", action="version", version=f"%(prog)s (reactor-cffi {reactor.__version__})")
+    parser.add_argument("--host", type=host_arg, default="",
+                        help="address to bind, IPv4 or IPv6 (::1) (default: all IPv4 interfaces)")
     parser.add_argument("--port", type=int, default=default_port, help=f"TCP port (default {default_port})")
     parser.add_argument("--loops", type=int, default=0, help="event loops (default: 1, or one per CPU with --multicore)")
     parser.add_argument("--multicore", action="store_true", help="one event loop per CPU")
@@ -65,8 +75,11 @@ def example_parser(prog: str, description: str, default_port: int) -> argparse.A
 
 
 def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **options: Any) -> int:
-    """Serve ``handler`` until SIGTERM or Ctrl-C; return the process exit code (0).
+    """Serve ``handler`` until SIGTERM or Ctrl-C; return the process exit code.
 
+    0 after a stop; 2 when the server cannot start (a port in use or out of
+    range, a bad address): one line on stderr, ``PROG: error: ...``, as
+    argparse reports bad arguments, instead of a traceback.
     ``handler.server`` must be set by its ``on_init_complete`` so the signal
     handlers can stop it.
     """
@@ -102,4 +115,9 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
         )
     except KeyboardInterrupt:
         pass  # serve() has already stopped everything before re-raising
+    except (OSError, ValueError) as e:  # bind/listen failed; InvalidNetworkAddressError is a ValueError
+        prog = getattr(args, "prog", "reactor example")
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"{prog}: error: cannot serve on {proto_addr}: {reason}", file=sys.stderr)
+        return 2
     return 0
