@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import reactor
 
@@ -32,7 +32,7 @@ class ExampleServer(reactor.EventServer):
     name = "server"
 
     def __init__(self, quiet: bool = False) -> None:
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
         self.quiet = quiet
         #: Set by run_example's signal handlers: a stop asked for before the
         #: server existed (the handler had nothing to stop yet) is honoured
@@ -65,7 +65,8 @@ def example_parser(prog: str, description: str, default_port: int) -> argparse.A
     parser.add_argument("--host", type=host_arg, default="",
                         help="address to bind, IPv4 or IPv6 (::1) (default: all IPv4 interfaces)")
     parser.add_argument("--port", type=int, default=default_port, help=f"TCP port (default {default_port})")
-    parser.add_argument("--loops", type=int, default=0, help="event loops (default: 1, or one per CPU with --multicore)")
+    parser.add_argument("--loops", type=int, default=0,
+                        help="event loops (default: 1, or one per CPU with --multicore)")
     parser.add_argument("--multicore", action="store_true", help="one event loop per CPU")
     parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: one listener per loop")
     parser.add_argument("--workers", type=int, default=1,
@@ -85,7 +86,7 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
     """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def stop(signum: int, frame: Optional[object]) -> None:
+    def stop(signum: int, frame: object | None) -> None:
         handler.stop_requested = True
         if handler.server is not None:
             handler.server.stop()

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from netsupport import has_ipv6_loopback, listening_line, process_with_stderr
 
 import reactor
+from netsupport import has_ipv6_loopback, listening_line, process_with_stderr
 
 EXAMPLES = ["echo", "http"]
 T = 20.0

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netsupport import has_ipv6_loopback
 
 import reactor
+from netsupport import has_ipv6_loopback
 from reactor import Action, Conn
 from reactor.testing import EchoHandler, FaultHandler, RecordingHandler, serve_in_background
 
