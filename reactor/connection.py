@@ -6,9 +6,9 @@ gnet counterpart: ``connection_unix.go`` (v1.6.7: ``conn``, ``write``,
 conveniences ``Peek``/``Next``/``Discard``/``InboundBuffered``/``Flush``.
 
 Threads. Everything except ``async_write``, ``async_writev``, ``wake``,
-``close``, ``set_deadline``, ``inbound_buffered``, ``outbound_buffered`` and
-the read-only attributes must run on the connection's event
-loop thread, i.e. inside its callbacks. gnet silently corrupts its buffers
+``close``, ``set_deadline``, ``wait_writable``, ``inbound_buffered``,
+``outbound_buffered`` and the read-only attributes must run on the
+connection's event loop thread, i.e. inside its callbacks. gnet silently corrupts its buffers
 when that rule is broken (its most reported non-bug, panjf2000/gnet#420,
 #479, #525); here such a call raises ``RuntimeError`` naming the safe methods.
 
@@ -42,6 +42,22 @@ the same methods then only move the paused/draining flags.
 Invariant (write ordering): if ``_outbound`` is non-empty, new output is
 appended to it and never written around it, so bytes reach the peer in the
 order they were written, whichever path (react, write, async_write) wrote them.
+
+Bounded by construction (issue 17). What other threads can make a
+connection hold is counted and capped here:
+
+* ``async_write`` bytes are counted when queued (``_async_pending``, under
+  the loop's ``async_lock``), before they reach the outbound buffer;
+  ``async_write`` returns False above ``write_buffer_cap`` and refuses past
+  ``async_write_limit``; ``wait_writable`` blocks a producer thread until
+  the output has drained to half the cap.
+* ``wake()`` calls not yet run are merged into one queued task, and a wake
+  that finds the connection paused (its peer is not reading) is held, like
+  the frames held back, until the pause ends.
+* ``set_deadline`` and ``idle_timeout`` keep at most one live timer entry
+  each (``_deadline_timer``, ``_idle_timer``); a deadline moved later
+  re-arms lazily when its entry fires, and ``mark_closed`` cancels both, so
+  a closed connection is not kept alive by the loop's timer heap.
 """
 
 from __future__ import annotations
@@ -53,14 +69,17 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import WriteBufferFullError
 from .internal import unix
 from .internal.netpoll import READ_EVENTS, READ_WRITE_EVENTS, WRITE_EVENTS
+from .internal.timers import TimerQueue
 from .pkg.listbuffer import ListBuffer
 from .pkg.ringbuffer import RingBuffer
 
 if TYPE_CHECKING:
     from .eventloop import EventLoop
     from .internal.netpoll import Poller
+    from .internal.timers import Timer
 
 __all__ = ["Conn", "UDPConn", "DRAINED", "RESUMED"]
 
@@ -84,7 +103,14 @@ _ET_FLAGS = unix.EPOLLET | unix.EPOLLRDHUP
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
 
-_SAFE = "async_write(), async_writev(), wake(), close() and set_deadline()"
+_SAFE = "async_write(), async_writev(), wake(), close(), set_deadline() and wait_writable()"
+
+# Conn._wake_state: no wake pending; a wake task is queued; a wake found the
+# connection paused and waits for the pause to end (no task queued).
+_WAKE_IDLE = 0
+_WAKE_QUEUED = 1
+_WAKE_HELD = 2
+_timer_when = TimerQueue.when
 
 # The inbound ring of every connection that has no leftover bytes: most
 # connections never keep any (each read is consumed whole), and a ring per
@@ -125,6 +151,12 @@ class Conn:
         "_draining",
         "_active",
         "_deadline",
+        "_deadline_timer",
+        "_deadline_queued",
+        "_idle_timer",
+        "_wake_state",
+        "_async_pending",
+        "_waiters",
         "_edge",
         "_error",
         "__weakref__",
@@ -148,7 +180,13 @@ class Conn:
         # read nothing more, close once the outbound buffer has drained.
         self._draining = False
         self._active = 0.0  # loop clock of the last frame or output progress (idle_timeout)
-        self._deadline: float | None = None  # set_deadline(): close at this loop-clock time
+        self._deadline: float | None = None  # set_deadline(): close at this loop-clock time (any thread stores it)
+        self._deadline_timer: Timer | None = None  # the live heap entry for _deadline (loop only)
+        self._deadline_queued = False  # a cross-thread set_deadline task is queued (one at a time)
+        self._idle_timer: Timer | None = None  # the live heap entry for idle_timeout (loop only)
+        self._wake_state = _WAKE_IDLE  # wake() calls merge while one is queued or held
+        self._async_pending = 0  # async_write bytes queued, not yet written (under loop.async_lock)
+        self._waiters = 0  # threads in wait_writable() (under loop.async_lock)
         self._edge = False  # registered edge-triggered: the interest never changes
         self._error: OSError | None = None  # a write failed for good; the loop is closing us
 
@@ -532,6 +570,8 @@ class Conn:
         if n > 0:
             outbound.discard(n)
             self._active = self._loop.timers.now  # the peer is taking our output: not idle
+            if self._waiters:
+                self._notify_writers()
         return n
 
     def update_interest(self) -> int:
@@ -595,10 +635,24 @@ class Conn:
         return self.update_interest() == DRAINED
 
     def mark_closed(self) -> bool:
-        """The loop is closing this connection: False when it was already closed (a stale request)."""
+        """The loop is closing this connection: False when it was already closed (a stale request).
+
+        Cancels its timer entries (so the heap keeps nothing of a closed
+        connection alive) and wakes threads blocked in ``wait_writable``.
+        """
         if not self._opened:
             return False
         self._opened = False
+        if self._idle_timer is not None or self._deadline_timer is not None:
+            timers = self._loop.timers
+            if self._idle_timer is not None:
+                timers.cancel(self._idle_timer)
+                self._idle_timer = None
+            if self._deadline_timer is not None:
+                timers.cancel(self._deadline_timer)
+                self._deadline_timer = None
+        if self._waiters:
+            self._notify_writers()
         return True
 
     def flush_residual(self) -> str | None:
@@ -617,7 +671,10 @@ class Conn:
         return None
 
     def release(self) -> None:
-        """After ``on_closed``: drop the buffers and the context (gnet: ``releaseTCP``) so a closed connection holds no memory."""
+        """After ``on_closed``: drop the buffers and the context (gnet: ``releaseTCP``).
+
+        So a closed connection holds no memory, even if the user keeps the object.
+        """
         if self._inbound is not _NO_INBOUND:
             self._inbound.release()  # at once, even if the user keeps the Conn object
         self._inbound = _NO_INBOUND
@@ -628,6 +685,94 @@ class Conn:
     def deadline(self) -> float | None:
         """The loop-clock time ``set_deadline`` armed, or None."""
         return self._deadline
+
+    def arm_idle(self, due: float) -> None:
+        """Arm the ``idle_timeout`` check at loop time ``due`` (at open, and when it fires with activity since).
+
+        One entry at a time: activity only moves ``_active`` on, and the
+        entry re-arms itself from it when it fires (``EventLoop.check_idle``).
+        """
+        loop = self._loop
+        self._idle_timer = loop.timers.schedule(due, loop.check_idle, self)
+
+    def arm_deadline(self) -> None:
+        """On the loop: make sure a timer entry fires no later than ``_deadline``.
+
+        A deadline moved later needs nothing: the armed entry fires first and
+        re-arms itself at the new time (``deadline_fired``). Only a deadline
+        earlier than the armed entry replaces it (the old entry is
+        cancelled), so a connection never has more than one live entry,
+        however often ``set_deadline`` is called.
+        """
+        deadline = self._deadline
+        if deadline is None or not self._opened:
+            return  # a cleared deadline: the armed entry (if any) drops itself when it fires
+        timer = self._deadline_timer
+        timers = self._loop.timers
+        if timer is not None:
+            if _timer_when(timer) <= deadline:
+                return
+            timers.cancel(timer)
+        self._deadline_timer = timers.schedule(deadline, self._loop.check_deadline, self)
+
+    def _arm_queued_deadline(self) -> None:
+        """The task a cross-thread ``set_deadline`` queued: clear the flag, then arm the latest deadline."""
+        self._deadline_queued = False  # first: a call after this point queues a new task
+        self.arm_deadline()
+
+    def deadline_fired(self, now: float) -> bool:
+        """The deadline entry fired at loop time ``now``: True when the deadline has passed (the loop closes us).
+
+        Otherwise the deadline was moved later (re-armed there) or cleared
+        (nothing more to do).
+        """
+        # Forget the entry *before* reading _deadline: a set_deadline on
+        # another thread stores _deadline and then looks at _deadline_timer;
+        # if it still saw this entry, the read below sees its deadline.
+        self._deadline_timer = None
+        deadline = self._deadline
+        if deadline is None or not self._opened:
+            return False
+        if deadline <= now:
+            return True
+        loop = self._loop
+        self._deadline_timer = loop.timers.schedule(deadline, loop.check_deadline, self)
+        return False
+
+    def begin_wake(self) -> bool:
+        """The loop runs a queued wake: True to call ``react(None, c)`` now, False to hold it while paused.
+
+        A paused connection's peer is not reading: answering wake-ups would
+        grow its output without bound (a tick-driven push to a peer that
+        never reads). The wake is held, as frames are, until the pause ends.
+        """
+        if self._paused:
+            self._wake_state = _WAKE_HELD
+            return False
+        self._wake_state = _WAKE_IDLE
+        return True
+
+    def take_held_wake(self) -> bool:
+        """A pause ended: True when a wake was held during it (the loop queues it again)."""
+        if self._wake_state != _WAKE_HELD:
+            return False
+        self._wake_state = _WAKE_QUEUED
+        return True
+
+    def async_done(self, n: int) -> None:
+        """An ``async_write`` task of ``n`` bytes has run (or was dropped): they are no longer queued."""
+        loop = self._loop
+        with loop.async_lock:
+            self._async_pending -= n
+            if self._waiters and self._async_pending + self._outbound._len <= loop.low_water:
+                loop.async_ready.notify_all()
+
+    def _notify_writers(self) -> None:
+        """Wake ``wait_writable`` callers if the output has drained to the low-water mark or we are closed."""
+        loop = self._loop
+        with loop.async_lock:
+            if not self._opened or self._async_pending + self._outbound._len <= loop.low_water:
+                loop.async_ready.notify_all()
 
     def _fail(self, err: OSError) -> None:
         """A write failed for good: stop reading and writing, and have the loop close us with ``err``.
@@ -649,31 +794,143 @@ class Conn:
         loop.poller.urgent_trigger(loop.close_conn, self, err)
 
     # --- thread-safe methods ------------------------------------------------------------------------
-    def async_write(self, data: bytes) -> None:
-        """Write ``data`` (encoded) from any thread (gnet: ``AsyncWrite``).
+    def async_write(self, data: bytes) -> bool:
+        """Write ``data`` (encoded) from any thread (gnet: ``AsyncWrite``); False: slow down.
 
         Queued as a task on the connection's loop; writes queued from one
         thread reach the peer in the order they were queued. Dropped
         silently if the connection is closed by the time the task runs (as
         gnet). Mutable buffers are copied now, so the caller may reuse them.
 
+        Back-pressure (new; asyncio's ``pause_writing``, gnet v2's
+        ``AsyncWrite`` callback): the result says whether this connection's
+        waiting output (outbound buffer plus queued ``async_write`` bytes) is
+        still within ``write_buffer_cap`` after this call. False means the
+        peer is not keeping up: stop producing for it, e.g. block in
+        :meth:`wait_writable` on a producer thread, or skip it and check
+        ``wait_writable(0)`` later from a ticker. A producer that ignores
+        the signal is refused past ``async_write_limit``. The push pattern::
+
+            for chunk in source:                      # a producer thread
+                if not c.async_write(chunk):          # over the high-water mark
+                    if not c.wait_writable(timeout=30):
+                        c.close()                     # stalled for 30 s, or closed
+                        break
+
+        :raises reactor.WriteBufferFullError: the output waiting for this
+            connection would pass ``async_write_limit``; nothing was queued
+            and the connection stays open. (A single write larger than the
+            limit is accepted when nothing is waiting, so it can be sent.)
         :raises reactor.ServerInShutdownError: the loop has stopped.
         """
         _check_bytes(data, "async_write() data")
         if type(data) is not bytes:
             data = bytes(data)
-        self._loop.poller.trigger(self._loop.async_write, self, data)
+        n = len(data)
+        below = self._reserve(n)
+        loop = self._loop
+        try:
+            loop.poller.trigger(loop.async_write, self, data)
+        except BaseException:
+            self.async_done(n)
+            raise
+        return below
 
-    def async_writev(self, bufs: Sequence[bytes]) -> None:
-        """Write several buffers (each encoded) with one ``writev`` from any thread (gnet: ``AsyncWritev``)."""
+    def async_writev(self, bufs: Sequence[bytes]) -> bool:
+        """Write several buffers (each encoded) with one ``writev`` from any thread (gnet: ``AsyncWritev``).
+
+        Counted, limited and answered as one :meth:`async_write` of their total size.
+        """
         for b in bufs:
             _check_bytes(b, "each async_writev() buffer")
         frozen = [b if type(b) is bytes else bytes(b) for b in bufs]
-        self._loop.poller.trigger(self._loop.async_writev, self, frozen)
+        n = sum(len(b) for b in frozen)
+        below = self._reserve(n)
+        loop = self._loop
+        try:
+            loop.poller.trigger(loop.async_writev, self, frozen)
+        except BaseException:
+            self.async_done(n)
+            raise
+        return below
+
+    def _reserve(self, n: int) -> bool:
+        """Count ``n`` more queued bytes, or refuse them past the limit; True while within ``write_buffer_cap``."""
+        loop = self._loop
+        with loop.async_lock:
+            pending = self._async_pending + self._outbound._len
+            limit = loop.async_limit
+            if limit and pending and pending + n > limit:
+                raise WriteBufferFullError(
+                    f"async_write() of {n} bytes refused: {pending} bytes are already waiting for {self!r} "
+                    f"and async_write_limit is {limit}; when async_write() returns False, stop and "
+                    f"wait_writable() before writing more"
+                )
+            self._async_pending += n
+        cap = loop.write_cap
+        return not cap or pending + n <= cap
+
+    def wait_writable(self, timeout: float | None = None) -> bool:
+        """Block the calling thread until this connection can take more output; False on timeout or close.
+
+        "Can take more": its waiting output (outbound buffer plus queued
+        ``async_write`` bytes) has drained to half of ``write_buffer_cap``
+        (the same low-water mark at which a paused connection is read
+        again), or to nothing when the cap is 0. ``timeout=0`` only checks.
+        Returns False when ``timeout`` seconds pass first or the connection
+        is closed (``c.opened`` tells which). For producer threads; on the
+        loop thread it would wait for the loop itself, so it raises
+        ``RuntimeError`` there.
+        """
+        loop = self._loop
+        if _get_ident() == loop.tid:
+            raise RuntimeError(
+                "Conn.wait_writable() blocks: call it from a producer thread, never on the event loop "
+                "(inside callbacks, check async_write()'s result instead)"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ready = loop.async_ready
+        with ready:
+            self._waiters += 1
+            try:
+                while True:
+                    if not self._opened:
+                        return False
+                    if self._async_pending + self._outbound._len <= loop.low_water:
+                        return True
+                    if deadline is None:
+                        ready.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        ready.wait(remaining)
+            finally:
+                self._waiters -= 1
 
     def wake(self) -> None:
-        """Call ``react(None, c)`` on the loop soon, from any thread (gnet: ``Wake``, urgent priority)."""
-        self._loop.poller.urgent_trigger(self._loop.wake, self)
+        """Call ``react(None, c)`` on the loop soon, from any thread (gnet: ``Wake``, urgent priority).
+
+        Bounded (new): wake-ups not yet run are merged into one, so a
+        thread calling ``wake`` in a loop queues one task, not millions;
+        one called from the loop itself (inside ``react``) is queued at
+        normal priority, so ``react(None)`` waking itself again cannot keep
+        the loop from polling (urgent tasks run until their queue is
+        empty); and while the connection is paused by ``write_buffer_cap``
+        the wake is held until its peer reads again.
+        """
+        if self._wake_state != _WAKE_IDLE:
+            return  # merged into the wake already queued (or held)
+        self._wake_state = _WAKE_QUEUED
+        loop = self._loop
+        try:
+            if _get_ident() == loop.tid:
+                loop.poller.trigger(loop.wake, self)
+            else:
+                loop.poller.urgent_trigger(loop.wake, self)
+        except BaseException:
+            self._wake_state = _WAKE_IDLE
+            raise
 
     def set_deadline(self, seconds: float | None) -> None:
         """Close the connection ``seconds`` from now unless a later call moves or clears it (None).
@@ -684,24 +941,34 @@ class Conn:
         ``SetDeadline`` but returns ``ErrUnsupportedOp``; its users asked for
         this for years. A typical use is a per-request deadline: set it in
         ``on_opened``, push it on in ``react`` after each complete request.
+        That is cheap and bounded: a deadline moved later is one attribute
+        store, and a connection holds at most one live timer entry however
+        often this is called (a 1M-request pipeline calling it per request
+        used to leave 1M entries in the heap).
         """
         if seconds is not None:
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
                 raise ValueError(f"set_deadline() takes seconds >= 0 or None, got {seconds!r}")
         deadline = None if seconds is None else time.monotonic() + seconds
-        if _get_ident() == self._loop.tid:
-            self._arm_deadline(deadline)
-        else:
-            self._loop.poller.urgent_trigger(self._arm_deadline, deadline)
-
-    def _arm_deadline(self, deadline: float | None) -> None:
-        """On the loop: remember ``deadline`` and put a check for it on the loop's timer queue."""
-        if not self._opened:
-            return
+        # One store, atomic under the GIL: the latest call wins, from whichever thread.
         self._deadline = deadline
-        if deadline is not None:
-            loop = self._loop
-            loop.timers.schedule(deadline, loop.check_deadline, self, deadline)
+        if deadline is None:
+            return  # the armed entry, if any, finds None when it fires and drops itself
+        loop = self._loop
+        if _get_ident() == loop.tid:
+            self.arm_deadline()
+            return
+        timer = self._deadline_timer  # read *after* the store: see deadline_fired
+        if timer is not None and _timer_when(timer) <= deadline:
+            return  # moved later: the armed entry re-arms itself when it fires
+        if self._deadline_queued:
+            return  # the queued task reads _deadline when it runs: it will see this one
+        self._deadline_queued = True
+        try:
+            loop.poller.urgent_trigger(self._arm_queued_deadline)
+        except BaseException:
+            self._deadline_queued = False
+            raise
 
     def close(self) -> None:
         """Close the connection from any thread; ``on_closed(c, None)`` follows (gnet: ``Close``).
@@ -776,13 +1043,19 @@ class UDPConn(Conn):
         """Send the buffers joined as one datagram."""
         self.send_to(b"".join(bufs))
 
-    def async_write(self, data: bytes) -> None:
-        """Send one datagram (same as :meth:`send_to`: sendto is already thread-safe)."""
+    def async_write(self, data: bytes) -> bool:
+        """Send one datagram (same as :meth:`send_to`: sendto is already thread-safe); always True: nothing waits."""
         self.send_to(data)
+        return True
 
-    def async_writev(self, bufs: Sequence[bytes]) -> None:
+    def async_writev(self, bufs: Sequence[bytes]) -> bool:
         """Send the buffers joined as one datagram, at once (nothing is queued for UDP)."""
         self.send_to(b"".join(bufs))
+        return True
+
+    def wait_writable(self, timeout: float | None = None) -> bool:
+        """Nothing is ever buffered for a datagram: True while the socket is open."""
+        return self._opened
 
     def flush(self) -> None:
         """Nothing to flush: datagrams are never buffered."""

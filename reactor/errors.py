@@ -21,6 +21,7 @@ __all__ = [
     "TooManyEventLoopThreadsError",
     "UnsupportedProtocolError",
     "WorkerError",
+    "WriteBufferFullError",
 ]
 
 
@@ -87,6 +88,18 @@ class FrameTooLongError(CodecError):
 
     Refusing it bounds the memory one peer can make the server buffer: without
     a limit a peer announcing a 4 GiB frame is buffered until memory runs out.
+    """
+
+
+class WriteBufferFullError(ReactorError):
+    """``Conn.async_write`` refused data: the connection already has ``async_write_limit`` bytes waiting.
+
+    New in reactor (gnet v1 and v2 queue without bound; asyncio's transports
+    grow too and only *signal* ``pause_writing``). ``async_write`` returns
+    False once the waiting output passes ``write_buffer_cap``, which is the
+    time to slow down (``Conn.wait_writable``); this error is the hard stop
+    for a producer that does not. Nothing was queued and the connection
+    stays open, so the producer may wait and retry, or close it.
     """
 
 

@@ -29,6 +29,19 @@ Some facts about the read and write paths
   bound; reading resumes when the buffer has drained to half the cap.
 * Edge-triggered mode (gnet v2) is a subclass in ``reactor/eventloop_et.py``,
   as gnet keeps its default and optimised reactors in separate files.
+
+Bounded by construction (issue 17; the table is in docs/reliability.md)
+------------------------------------------------------------------------
+* User code cannot hold the loop: a ``decode`` that returns frames without
+  consuming input is caught after ``MAX_FRAMES_WITHOUT_PROGRESS`` of them and
+  its connection closed with a ``CodecError`` naming the codec; a ``wake()``
+  from inside ``react`` is queued at normal priority (at most
+  MAX_ASYNC_TASKS_AT_ONE_TIME per round, so the loop keeps polling).
+* Every log line a peer can trigger (a callback raising on its input, a codec
+  error, an oversized datagram, ...) goes through ``self.limited``, a
+  :class:`~reactor.internal.ratelimit.LogLimiter`: at most
+  ``DEFAULT_PER_PERIOD`` lines of a kind per second per loop, then a count of
+  the suppressed ones.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ import errno
 import logging
 import os
 import threading
+from logging import DEBUG, ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
 
 from .connection import DRAINED, RESUMED, Conn, UDPConn
@@ -44,18 +58,24 @@ from .errors import CodecError, EngineShutdown, ServerInShutdownError
 from .handler import Action, output_error, overridden, result_error, tick_result
 from .internal import unix
 from .internal.netpoll import IN_EVENTS, OUT_EVENTS, Poller
+from .internal.ratelimit import LogLimiter
 from .internal.timers import TimerQueue
 
 if TYPE_CHECKING:
-    from .listener import Listener
     from .engine import Engine
+    from .listener import Listener
 
-__all__ = ["EventLoop", "MAX_BYTES_TO_WRITE_PER_LOOP", "MAX_IOV_SIZE"]
+__all__ = ["EventLoop", "MAX_BYTES_TO_WRITE_PER_LOOP", "MAX_FRAMES_WITHOUT_PROGRESS", "MAX_IOV_SIZE"]
 
 #: gnet: ``MaxBytesToWritePerLoop``: bytes flushed per writable event.
 MAX_BYTES_TO_WRITE_PER_LOOP = 64 * 1024
 #: gnet: ``MaxIovSize`` (= IOV_MAX on Linux).
 MAX_IOV_SIZE = unix.IOV_MAX
+#: Frames in a row that ``decode`` may return while neither it nor ``react``
+#: consumes a byte. Each call sees the same input, so past a few it can only
+#: be a codec bug that would spin the loop forever; a stateful codec may
+#: still emit a handful of synthetic frames.
+MAX_FRAMES_WITHOUT_PROGRESS = 16
 
 _EAGAIN = errno.EAGAIN
 _EINTR = errno.EINTR
@@ -115,6 +135,15 @@ class EventLoop:
         self._view = memoryview(self.buffer)
         self.write_cap = opts.write_buffer_cap
         self.low_water = opts.write_buffer_cap // 2
+        #: The hard limit on a connection's waiting output for ``Conn.async_write`` (0: none).
+        self.async_limit = opts.async_write_limit_bytes()
+        #: Guards every connection's ``_async_pending``/``_waiters``: producer
+        #: threads count queued bytes under it, the loop uncounts them.
+        self.async_lock = threading.Lock()
+        #: Notified when a connection's output drains to ``low_water`` or it closes (``Conn.wait_writable``).
+        self.async_ready = threading.Condition(self.async_lock)
+        #: Every log line a peer can trigger goes through this (see the module docstring).
+        self.limited = LogLimiter(self.logger)
         #: Deadlines (idle_timeout, Conn.set_deadline) checked once per poll round.
         self.timers = TimerQueue()
         self.idle_timeout = float(getattr(opts, "idle_timeout", 0.0))
@@ -236,7 +265,8 @@ class EventLoop:
         try:
             c.register(self.poller, self.edge_triggered)
         except OSError:
-            self.logger.exception("cannot register fd %d with event-loop(%d)", c.fd, self.idx)
+            self.limited.log("register failed", ERROR, "cannot register fd %d with event-loop(%d)", c.fd, self.idx,
+                             exc_info=True)
             unix.close(c.fd)
             return
         self.connections[c.fd] = c
@@ -247,7 +277,7 @@ class EventLoop:
         c.mark_open(self.timers.now)
         self._conn_count += 1
         if self.idle_timeout:
-            self.timers.schedule(self.timers.now + self.idle_timeout, self._check_idle, c)
+            c.arm_idle(self.timers.now + self.idle_timeout)
         # gnet writes OnOpened output raw (not encoded). gnet v1 then issues a
         # second EPOLL_CTL_ADD if output was left over, which fails with
         # EEXIST (docs/gnet-mapping.md, deliberate change #1); Conn's
@@ -266,13 +296,13 @@ class EventLoop:
         try:
             result = callback(*args)
         except Exception as e:
-            self.logger.exception("%s() raised for %r; closing it", name, c)
+            self.limited.log(name + " raised", ERROR, "%s() raised for %r; closing it", name, c, exc_info=True)
             self.close_conn(c, e)
             return False
         # The rule lives in reactor.handler.result_error (reactor.testing checks it too).
         err = result_error(name, result)
         if err is not None:
-            self.logger.error("%s; closing %r", err, c)
+            self.limited.log("bad result", ERROR, "%s; closing %r", err, c)
             self.close_conn(c, err)
             return False
         out, action = result
@@ -281,7 +311,9 @@ class EventLoop:
                 write(c, out)
             except Exception as e:
                 e = _name_callback(e, name, out)
-                self.logger.exception("writing %s() output failed for %r; closing it", name, c)
+                self.limited.log(
+                    "write failed", ERROR, "writing %s() output failed for %r; closing it", name, c, exc_info=True
+                )
                 self.close_conn(c, e)
                 return False
         if action:
@@ -335,12 +367,12 @@ class EventLoop:
             # call instead of a memoryview slice plus bytes().
             result = self._react(_unpack(self._cbuf, n), c)
         except Exception as e:
-            self.logger.exception("react() raised for %r; closing it", c)
+            self.limited.log("react raised", ERROR, "%s() raised for %r; closing it", "react", c, exc_info=True)
             self.close_conn(c, e)
             return
         if type(result) is not tuple or len(result) != 2:  # result_error's rule, inline on this path
             err = result_error("react", result)
-            self.logger.error("%s; closing %r", err, c)
+            self.limited.log("bad result", ERROR, "%s; closing %r", err, c)
             self.close_conn(c, err)
             return
         out, action = result
@@ -355,7 +387,10 @@ class EventLoop:
                     c.write_raw(out)
                 except Exception as e:
                     e = _name_callback(e, "react", out)
-                    self.logger.exception("writing react() output failed for %r; closing it", c)
+                    self.limited.log(
+                        "write failed", ERROR, "writing %s() output failed for %r; closing it", "react", c,
+                        exc_info=True,
+                    )
                     self.close_conn(c, e)
                     return
         if action:
@@ -427,22 +462,36 @@ class EventLoop:
             return
         decode = self._decode
         frame: bytes | None
+        left = c.inbound_buffered()
+        stalled = 0
         while True:
             try:
                 frame = decode(c)
             except Exception as e:
                 if not isinstance(e, CodecError):
-                    self.logger.exception("codec decode() raised for %r; closing it", c)
+                    self.limited.log("decode raised", ERROR, "codec decode() raised for %r; closing it", c,
+                                     exc_info=True)
                 else:
-                    self.logger.warning("closing %r: %s", c, e)
+                    self.limited.log("codec error", WARNING, "closing %r: %s", c, e)
                 self.close_conn(c, e)
                 return
             if frame is None:
                 break
             if not self._react_frame(frame, c):
                 return
-            if not c.inbound_buffered():
+            now_left = c.inbound_buffered()
+            if not now_left:
                 break  # nothing left: decode() could only answer "incomplete"
+            if now_left != left:
+                left = now_left
+                stalled = 0
+            else:
+                # A frame, and not one byte consumed: the next decode() sees
+                # the very same input. Past a few, it is a livelock.
+                stalled += 1
+                if stalled >= MAX_FRAMES_WITHOUT_PROGRESS:
+                    self._codec_stalled(c, stalled)
+                    return
             if c._paused:
                 # Over write_buffer_cap: answering the rest of this read now
                 # would queue without bound (100 pipelined requests in one
@@ -451,6 +500,16 @@ class EventLoop:
                 break
         # The loop buffer is about to be reused: keep the unconsumed tail.
         c.keep_leftover()
+
+    def _codec_stalled(self, c: Conn, frames: int) -> None:
+        """``decode`` returned ``frames`` frames in a row without consuming input: close ``c`` (not the loop)."""
+        name = type(self.codec).__name__
+        err = CodecError(
+            f"{name}.decode() returned {frames} frames in a row without consuming any input "
+            f"(a codec must consume the bytes of each frame it returns, e.g. with c.next(n) or c.discard(n))"
+        )
+        self.limited.log("codec stalled", WARNING, "closing %r: %s", c, err)
+        self.close_conn(c, err)
 
     # --- UDP (gnet: readUDP) --------------------------------------------------------------------------
     def _read_udp(self, fd: int, conn: UDPConn | None) -> None:
@@ -472,10 +531,12 @@ class EventLoop:
         except OSError as e:
             # E.g. ECONNREFUSED on a connected socket after an ICMP
             # port-unreachable: report it and keep the socket.
-            self.logger.warning("recvfrom on fd %d failed: %s", fd, e)
+            self.limited.log("recvfrom failed", WARNING, "recvfrom on fd %d failed: %s", fd, e)
             return
         if n > self.buffer_cap:
-            self.logger.warning(
+            self.limited.log(
+                "datagram too large",
+                WARNING,
                 "dropped a %d-byte datagram from %r: larger than read_buffer_cap=%d, the kernel truncated it",
                 n,
                 sender,
@@ -492,7 +553,8 @@ class EventLoop:
         try:
             result = self._react(bytes(self._view[:n]), c)
         except Exception:
-            self.logger.exception("react() raised for a datagram from %r", c.remote_addr)
+            self.limited.log("react raised", ERROR, "react() raised for a datagram from %r", c.remote_addr,
+                             exc_info=True)
             result = _RAISED
         finally:
             c.feed(_EMPTY)
@@ -501,16 +563,17 @@ class EventLoop:
         if result is _RAISED:
             return
         if type(result) is not tuple or len(result) != 2:
-            self.logger.error("%s", result_error("react", result))
+            self.limited.log("bad result", ERROR, "%s", result_error("react", result))
             return
         out, action = result
         if out is not None:
             try:
                 c.send_to(out)
             except OSError as e:
-                self.logger.warning("sending a datagram to %r failed: %s", c.remote_addr, e)
+                self.limited.log("sendto failed", WARNING, "sending a datagram to %r failed: %s", c.remote_addr, e)
             except Exception:
-                self.logger.exception("cannot send react()'s output to %r", c.remote_addr)
+                self.limited.log("write failed", ERROR, "cannot send react()'s output to %r", c.remote_addr,
+                                 exc_info=True)
         if action == _SHUTDOWN:
             raise EngineShutdown
         if action == _CLOSE and conn is not None:
@@ -534,7 +597,7 @@ class EventLoop:
             try:
                 self.pre_write(c)
             except Exception as e:
-                self.logger.exception("pre_write() raised for %r; closing it", c)
+                self.limited.log("pre_write raised", ERROR, "pre_write() raised for %r; closing it", c, exc_info=True)
                 self.close_conn(c, e)
                 return
         n = c.flush_some(MAX_BYTES_TO_WRITE_PER_LOOP)
@@ -557,38 +620,59 @@ class EventLoop:
             self._resumed(c)
 
     def _resumed(self, c: Conn) -> None:
-        """A back-pressure pause ended: frames read before it are still waiting, and no readable event will come for them."""
+        """A back-pressure pause ended: frames read before it and a wake held during it are still waiting.
+
+        No readable event will come for the frames (they were read already),
+        and the wake's task has run: queue both again, frames first.
+        """
         if c.has_leftover():
             self.poller.trigger(self._resume_inbound, c)
+        if c.take_held_wake():
+            self.poller.trigger(self.wake, c)
 
     # --- tasks queued by Conn's thread-safe methods ------------------------------------------------------
     def async_write(self, c: Conn, data: bytes) -> None:
         """gnet: ``asyncWrite``: write if ``c`` is still open (and not already closing)."""
-        if not c._opened or c._draining:
-            return
         try:
-            c.write(data)
-        except Exception as e:
-            self.logger.exception("async_write failed for %r; closing it", c)
-            self.close_conn(c, e)
+            if not c._opened or c._draining:
+                return
+            try:
+                c.write(data)
+            except Exception as e:
+                self.limited.log("async_write failed", ERROR, "async_write failed for %r; closing it", c,
+                                 exc_info=True)
+                self.close_conn(c, e)
+        finally:
+            # After the write: the bytes are in the outbound buffer (or the
+            # kernel) before they stop counting as queued, so a producer
+            # never sees less waiting than there is.
+            c.async_done(len(data))
 
     def async_writev(self, c: Conn, bufs: list[bytes]) -> None:
         """gnet: ``asyncWritev``."""
-        if not c._opened or c._draining:
-            return
         try:
-            c.writev(bufs)
-        except Exception as e:
-            self.logger.exception("async_writev failed for %r; closing it", c)
-            self.close_conn(c, e)
+            if not c._opened or c._draining:
+                return
+            try:
+                c.writev(bufs)
+            except Exception as e:
+                self.limited.log("async_write failed", ERROR, "async_writev failed for %r; closing it", c,
+                                 exc_info=True)
+                self.close_conn(c, e)
+        finally:
+            c.async_done(sum(len(b) for b in bufs))
 
     def wake(self, c: Conn) -> None:
-        """``react(None, c)`` for a still-registered ``c`` (gnet: ``wake``); stale wakes are ignored."""
+        """``react(None, c)`` for a still-registered ``c`` (gnet: ``wake``); stale wakes are ignored.
+
+        A paused connection holds the wake until its pause ends (see ``Conn.begin_wake``).
+        """
         if self.connections.get(c.fd) is not c and self.udp_conns.get(c.fd) is not c:
             return
         if c._draining:
             return  # closing: it will not be served again
-        self._react_frame(None, c)
+        if c.begin_wake():
+            self._react_frame(None, c)
 
     # --- ticker (gnet: el.ticker) -----------------------------------------------------------------------
     def ticker(self, cancel: threading.Event) -> None:
@@ -624,21 +708,22 @@ class EventLoop:
             cancel.wait(max(delay, _MIN_TICK_DELAY))
 
     # --- deadlines (reactor's addition; see reactor/internal/timers.py) -----------------------------------
-    def check_deadline(self, c: Conn, deadline: float) -> None:
-        """A ``Conn.set_deadline`` timer fired; stale entries (moved or cleared since) do nothing."""
-        if c._opened and c.deadline() == deadline and self.connections.get(c.fd) is c:
-            self.logger.info("closing %r: its deadline passed", c)
+    def check_deadline(self, c: Conn) -> None:
+        """``c``'s deadline entry fired: close it if the deadline has passed (else it re-armed)."""
+        if c.deadline_fired(self.timers.now) and self.connections.get(c.fd) is c:
+            self.limited.log("deadline", INFO, "closing %r: its deadline passed", c)
             self.close_conn(c, TimeoutError("connection deadline exceeded"))
 
-    def _check_idle(self, c: Conn) -> None:
+    def check_idle(self, c: Conn) -> None:
+        """``c``'s idle entry fired: close it if idle for ``idle_timeout``, else re-arm from its last activity."""
         if not c._opened or self.connections.get(c.fd) is not c:
             return
         due = c._active + self.idle_timeout
         if due <= self.timers.now:
-            self.logger.info("closing %r: idle for %.3g s", c, self.idle_timeout)
+            self.limited.log("idle", INFO, "closing %r: idle for %.3g s", c, self.idle_timeout)
             self.close_conn(c, TimeoutError(f"connection idle for more than {self.idle_timeout:g} s"))
         else:
-            self.timers.schedule(due, self._check_idle, c)  # activity moved it on: re-arm
+            c.arm_idle(due)  # activity moved it on: re-arm
 
     # --- closing (gnet: closeConn, closeAllSockets) ------------------------------------------------------
     def close_conn(self, c: Conn, err: BaseException | None) -> None:
@@ -647,15 +732,17 @@ class EventLoop:
             return  # stale: already closed
         dropped = c.flush_residual()
         if dropped is not None:
-            self.logger.debug("closing %r: residual output dropped: %s", c, dropped)
+            self.limited.log("residual dropped", DEBUG, "closing %r: residual output dropped: %s", c, dropped)
         try:
             self.poller.delete(c.fd)
         except OSError:
-            self.logger.exception("cannot remove fd %d from event-loop(%d)", c.fd, self.idx)
+            self.limited.log("epoll_ctl failed", ERROR, "cannot remove fd %d from event-loop(%d)", c.fd, self.idx,
+                             exc_info=True)
         try:
             unix.close(c.fd)
         except OSError:
-            self.logger.exception("cannot close fd %d in event-loop(%d)", c.fd, self.idx)
+            self.limited.log("close failed", ERROR, "cannot close fd %d in event-loop(%d)", c.fd, self.idx,
+                             exc_info=True)
         if self.connections.get(c.fd) is c:
             del self.connections[c.fd]
             self._conn_count -= 1
@@ -664,7 +751,7 @@ class EventLoop:
         try:
             action = self.handler.on_closed(c, err)
         except Exception:
-            self.logger.exception("on_closed() raised for %r", c)
+            self.limited.log("on_closed raised", ERROR, "on_closed() raised for %r", c, exc_info=True)
             action = None
         c.release()
         if action == _SHUTDOWN:

@@ -24,6 +24,7 @@ arrived, room appeared in the send buffer), not while it stays ready. So:
 from __future__ import annotations
 
 import errno
+from logging import ERROR
 from typing import TYPE_CHECKING
 
 from .connection import Conn
@@ -32,9 +33,9 @@ from .internal import unix
 from .internal.netpoll import IN_EVENTS, OUT_EVENTS
 
 if TYPE_CHECKING:
+    from .engine import Engine
     from .internal.netpoll import Poller
     from .listener import Listener
-    from .engine import Engine
 
 __all__ = ["EdgeTriggeredEventLoop", "loop_class"]
 
@@ -98,7 +99,7 @@ class EdgeTriggeredEventLoop(EventLoop):
             try:
                 self.pre_write(c)
             except Exception as e:
-                self.logger.exception("pre_write() raised for %r; closing it", c)
+                self.limited.log("pre_write raised", ERROR, "pre_write() raised for %r; closing it", c, exc_info=True)
                 self.close_conn(c, e)
                 return
         budget = self.io_chunk
@@ -113,7 +114,11 @@ class EdgeTriggeredEventLoop(EventLoop):
                 break
             budget -= n
             if budget <= 0 and c.outbound_buffered():
-                self.poller.urgent_trigger(self._resume_write_et, c)
+                # Normal priority, as for reads: an urgent task queued from
+                # the loop runs in this same round (urgent tasks run until
+                # their queue is empty), so a fast reader of a large queue
+                # would keep the loop writing to it and never polling.
+                self.poller.trigger(self._resume_write_et, c)
                 break
         self._after_flush(c)
 
@@ -128,5 +133,5 @@ class EdgeTriggeredEventLoop(EventLoop):
 
 
 def loop_class(edge_triggered: bool) -> type[EventLoop]:
-    """The event loop class for the ``edge_triggered`` option: chosen once, when the engine or client builds its loops."""
+    """The loop class for the ``edge_triggered`` option, chosen once, when the engine or client builds its loops."""
     return EdgeTriggeredEventLoop if edge_triggered else EventLoop

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .load_balancer import LoadBalancing
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .codec import ICodec
 
 __all__ = [
+    "ASYNC_WRITE_LIMIT_FACTOR",
+    "DEFAULT_ASYNC_WRITE_LIMIT",
     "DEFAULT_READ_BUFFER_CAP",
     "DEFAULT_WRITE_BUFFER_CAP",
     "MAX_EVENT_LOOPS",
@@ -36,6 +38,13 @@ __all__ = [
 DEFAULT_READ_BUFFER_CAP = 64 * 1024
 #: New in reactor: the outbound high-water mark per connection (see ``write_buffer_cap``).
 DEFAULT_WRITE_BUFFER_CAP = 4 * 1024 * 1024
+#: New in reactor: ``async_write_limit`` defaults to this many times ``write_buffer_cap`` ...
+ASYNC_WRITE_LIMIT_FACTOR = 4
+#: ... and to at least this (16 MiB), also when ``write_buffer_cap`` is 0. The
+#: hard limit stops runaway producers; a fire-and-forget producer whose flow
+#: is bounded some other way (a small cap pausing the peer's input, say)
+#: must not trip over it.
+DEFAULT_ASYNC_WRITE_LIMIT = ASYNC_WRITE_LIMIT_FACTOR * DEFAULT_WRITE_BUFFER_CAP
 #: Default per-event I/O budget in edge-triggered mode (gnet v2: ``EdgeTriggeredIOChunk``, 1 MiB).
 DEFAULT_EDGE_TRIGGERED_IO_CHUNK = 1024 * 1024
 #: gnet refuses more than 10,000 locked OS threads (``ErrTooManyEventLoopThreads``);
@@ -95,19 +104,29 @@ class Options:
     #: outbound buffer is unbounded (a slow reader grows it until OOM:
     #: panjf2000/gnet#420, #533). 0 disables the limit.
     write_buffer_cap: int = DEFAULT_WRITE_BUFFER_CAP
+    #: The most output a connection may have waiting (outbound buffer plus
+    #: ``async_write`` calls queued for its loop, counted when queued) before
+    #: ``Conn.async_write`` refuses more with ``WriteBufferFullError``.
+    #: ``write_buffer_cap`` is the soft mark (``async_write`` returns False
+    #: above it, ``Conn.wait_writable`` waits for half of it); this is the hard
+    #: one, for producers that ignore the soft one. None: 4 x
+    #: ``write_buffer_cap`` but at least 16 MiB (``ASYNC_WRITE_LIMIT_FACTOR``,
+    #: ``DEFAULT_ASYNC_WRITE_LIMIT``), so 16 MiB with the defaults. 0: no
+    #: limit. gnet v1 and v2 queue without bound.
+    async_write_limit: int | None = None
     #: Pin event loop i to CPU i (mod the CPUs available). Python threads are
     #: already OS threads, so this is what gnet's LockOSThread amounts to here.
     lock_os_thread: bool = False
     #: Call the handler's ``tick`` on a ticker thread.
     ticker: bool = False
     #: Frames the byte stream; None: the built-in whole-buffer codec.
-    codec: Optional[Any] = None
+    codec: Any | None = None
     #: Log to this file (with ``log_level``) in addition to the "reactor" logger's handlers.
     log_path: str = ""
     #: Level of the "reactor" logger while the server runs (a ``logging`` level or its name).
-    log_level: Union[int, str] = logging.INFO
+    log_level: int | str = logging.INFO
     #: Use this logger instead of ``logging.getLogger("reactor")``.
-    logger: Optional[logging.Logger] = None
+    logger: logging.Logger | None = None
     #: gnet v2's edge-triggered mode: EPOLLET registration, reads and writes
     #: loop until EAGAIN or ``edge_triggered_io_chunk`` bytes per event.
     edge_triggered: bool = False
@@ -144,6 +163,10 @@ class Options:
         for name in ("num_event_loop", "socket_recv_buffer", "socket_send_buffer", "write_buffer_cap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"option {name} must be >= 0, got {getattr(self, name)}")
+        limit = self.async_write_limit
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise ValueError(f"option async_write_limit must be None (the default), 0 (no limit) or bytes > 0, "
+                             f"got {limit!r}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"option workers must be 1-{MAX_WORKERS} processes, got {self.workers}")
         if self.num_event_loop > MAX_EVENT_LOOPS:
@@ -195,6 +218,12 @@ class Options:
             raise ValueError(f"option log_level must be a logging level, got {self.log_level!r}")
         if not isinstance(self.log_path, (str, os.PathLike)):
             raise ValueError(f"option log_path must be a path, got {self.log_path!r}")
+
+    def async_write_limit_bytes(self) -> int:
+        """The effective ``async_write_limit``: the option, or its default from ``write_buffer_cap``; 0: none."""
+        if self.async_write_limit is not None:
+            return self.async_write_limit
+        return max(ASYNC_WRITE_LIMIT_FACTOR * self.write_buffer_cap, DEFAULT_ASYNC_WRITE_LIMIT)
 
     def num_loops(self) -> int:
         """Effective number of event loops (gnet: the computation at the top of ``serve``)."""
@@ -259,6 +288,7 @@ class ServeOptions(TypedDict, total=False):
     socket_send_buffer: int
     read_buffer_cap: int
     write_buffer_cap: int
+    async_write_limit: int | None
     lock_os_thread: bool
     ticker: bool
     codec: ICodec | None

@@ -306,3 +306,23 @@ def test_make_logger_repeated_cycles_leak_nothing(
         assert len(reactor_logger.handlers) == len(handlers_before) + 1
         cleanup()
     assert reactor_logger.handlers == handlers_before
+
+
+# --- async_write_limit (issue 17) -------------------------------------------------------------------
+def test_async_write_limit_defaults_to_four_caps_but_at_least_16_mib() -> None:
+    from reactor.options import DEFAULT_ASYNC_WRITE_LIMIT
+
+    assert DEFAULT_ASYNC_WRITE_LIMIT == 16 * 1024 * 1024
+    assert Options().async_write_limit is None
+    assert Options().async_write_limit_bytes() == 4 * DEFAULT_WRITE_BUFFER_CAP
+    assert Options(write_buffer_cap=64 * 1024).async_write_limit_bytes() == DEFAULT_ASYNC_WRITE_LIMIT
+    assert Options(write_buffer_cap=32 << 20).async_write_limit_bytes() == 128 << 20
+    assert Options(write_buffer_cap=0).async_write_limit_bytes() == DEFAULT_ASYNC_WRITE_LIMIT
+    assert Options(async_write_limit=5000).async_write_limit_bytes() == 5000
+    assert Options(async_write_limit=0).async_write_limit_bytes() == 0  # explicitly unbounded
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
+def test_async_write_limit_is_validated(bad: object) -> None:
+    with pytest.raises(ValueError, match="async_write_limit"):
+        Options(async_write_limit=bad).validate()  # type: ignore[arg-type]
