@@ -155,6 +155,7 @@ class Conn:
         "_deadline_queued",
         "_idle_timer",
         "_wake_state",
+        "_close_queued",
         "_async_pending",
         "_waiters",
         "_edge",
@@ -185,6 +186,7 @@ class Conn:
         self._deadline_queued = False  # a cross-thread set_deadline task is queued (one at a time)
         self._idle_timer: Timer | None = None  # the live heap entry for idle_timeout (loop only)
         self._wake_state = _WAKE_IDLE  # wake() calls merge while one is queued or held
+        self._close_queued = False  # close() calls merge into the one close task queued
         self._async_pending = 0  # async_write bytes queued, not yet written (under loop.async_lock)
         self._waiters = 0  # threads in wait_writable() (under loop.async_lock)
         self._edge = False  # registered edge-triggered: the interest never changes
@@ -974,9 +976,18 @@ class Conn:
         """Close the connection from any thread; ``on_closed(c, None)`` follows (gnet: ``Close``).
 
         Pending output is flushed first as far as the kernel takes it without
-        blocking.
+        blocking. Calls made while a close is already queued are merged into
+        it, so a thread calling ``close`` in a loop queues one task.
         """
-        self._loop.poller.trigger(self._loop.close_conn, self, None)
+        if self._close_queued:
+            return
+        self._close_queued = True
+        loop = self._loop
+        try:
+            loop.poller.trigger(loop.close_conn, self, None)
+        except BaseException:
+            self._close_queued = False
+            raise
 
 
 class UDPConn(Conn):

@@ -190,3 +190,40 @@ def test_udp_conns_never_wait(start_server: Any) -> None:
         s.settimeout(5)
         s.sendto(b"hi", bg.addr)
         assert s.recvfrom(64)[0] == b"async:hi"
+
+
+def test_wake_and_close_calls_from_a_thread_queue_one_task_each(start_server: Any) -> None:
+    """A thread calling wake() or close() in a loop queues one task, not one per call."""
+    woken = threading.Event()
+
+    class Counting(Quiet):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wakes = 0
+
+        def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
+            if frame is None:
+                self.wakes += 1
+                woken.wait(5)  # hold the loop while the test thread calls wake() 10,000 times
+            return None, Action.NONE
+
+    h = Counting()
+    bg = start_server(h)
+    with socket.create_connection(bg.addr, timeout=5) as s:
+        c = h.conn()
+        poller = c._loop.poller
+        c.wake()
+        deadline = time.monotonic() + 5
+        while h.wakes == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for _ in range(10_000):
+            c.wake()
+            c.close()
+        queued = len(poller._urgent) + len(poller._normal)
+        woken.set()
+        assert queued <= 2, f"{queued} tasks queued by 10,000 wake() and close() calls"
+        assert s.recv(16) == b""  # the one close did its job
+    deadline = time.monotonic() + 5
+    while c.opened and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not c.opened and h.wakes == 2, h.wakes  # the first wake, then the 10,000 merged into one
