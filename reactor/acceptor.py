@@ -32,12 +32,12 @@ import errno
 import logging
 import os
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from .connection import Conn
 from .errors import ServerInShutdownError
 from .internal import sockets, unix
+from .internal.ratelimit import LogLimiter
 from .load_balancer import LoadBalancer
 from .options import Options
 
@@ -162,7 +162,8 @@ class Acceptor:
         self.proto_addr = proto_addr
         #: The spare fd for EMFILE, opened now, while fds are plentiful.
         self.reserve = ReserveFd()
-        self._last_emfile_log = 0.0
+        #: Accept errors repeat once per pending connection: rate-limited.
+        self.limited = LogLimiter(logger)
 
     def accept(self, main: EventLoop, fd: int) -> None:
         """Main reactor: accept on ``fd`` and hand each connection to a sub-reactor (gnet: ``svr.accept``).
@@ -212,14 +213,23 @@ class Acceptor:
                 # Nothing to serve: try the next one on the next event.
                 return None
             if e.errno in _EXHAUSTED:
-                self._log_exhausted(e)
+                # Every pending connection would log this, once per event:
+                # one line a second says it all.
+                self.limited.log(
+                    "emfile",
+                    logging.ERROR,
+                    "accept4 on %s failed: %s; shedding pending connections until fds are free",
+                    self.proto_addr,
+                    e,
+                    per_period=1,
+                )
                 if not reserve.shed(fd):
                     # No spare fd either (another thread took the number):
                     # the listener stays readable, and a level-triggered
                     # poll would spin on it. Stop watching it for a while.
                     self.pause(el, fd)
                 return None
-            self.logger.error("accept4 on %s failed: %s", self.proto_addr, e)
+            self.limited.log("accept failed", logging.ERROR, "accept4 on %s failed: %s", self.proto_addr, e)
             return None
         if reserve.missing() and reserve.adopt(nfd, fd):
             # Lost the race described in ReserveFd.adopt: this connection is
@@ -229,16 +239,8 @@ class Acceptor:
             try:
                 sockets.set_keepalive(nfd, int(self.opts.tcp_keepalive))
             except OSError as e:
-                self.logger.error("cannot set TCP keep-alive on fd %d: %s", nfd, e)
+                self.limited.log("keepalive failed", logging.ERROR, "cannot set TCP keep-alive on fd %d: %s", nfd, e)
         return nfd, remote
-
-    def _log_exhausted(self, e: OSError) -> None:
-        now = time.monotonic()
-        if now - self._last_emfile_log >= 1.0:
-            self._last_emfile_log = now
-            self.logger.error(
-                "accept4 on %s failed: %s; shedding pending connections until fds are free", self.proto_addr, e
-            )
 
     def pause(self, el: EventLoop, fd: int) -> None:
         """Stop polling listener ``fd`` on ``el`` for ACCEPT_BACKOFF seconds (fd exhaustion)."""
@@ -253,7 +255,7 @@ class Acceptor:
         try:
             el.poller.add_read(fd)
         except OSError as e:
-            self.logger.error("cannot resume accepting on fd %d: %s", fd, e)
+            self.limited.log("resume failed", logging.ERROR, "cannot resume accepting on fd %d: %s", fd, e)
 
     def close(self) -> None:
         """Release the spare fd (once the listeners are closed)."""

@@ -47,6 +47,7 @@ from typing import Any, Final
 
 from ..errors import EngineShutdown, ServerInShutdownError
 from . import unix
+from .ratelimit import LogLimiter
 from .timers import TimerQueue
 
 __all__ = [
@@ -88,6 +89,8 @@ class Poller:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         """Open the epoll instance and its eventfd (gnet: ``OpenPoller``)."""
         self.logger = logger or logging.getLogger("reactor")
+        #: A handler that raises on every event would log on every round: rate-limited.
+        self.limited = LogLimiter(self.logger)
         self.fd = unix.epoll_create1(unix.EPOLL_CLOEXEC)
         try:
             self.efd = unix.eventfd(0, unix.EFD_NONBLOCK | unix.EFD_CLOEXEC)
@@ -179,7 +182,7 @@ class Poller:
         rx_epoll_wait, unpack, ffi = unix.lib.rx_epoll_wait, unix.ffi.unpack, unix.ffi
         epfd, efd = self.fd, self.efd
         urgent, normal = self._urgent, self._normal
-        logger = self.logger
+        limited = self.limited
         monotonic = time.monotonic
         msec = -1
         while True:
@@ -206,7 +209,8 @@ class Poller:
                     except EngineShutdown:
                         raise
                     except Exception:
-                        logger.exception("error while handling events %#x on fd %d", ev, fd)
+                        msg = "error while handling events %#x on fd %d"
+                        limited.log("event error", logging.ERROR, msg, ev, fd, exc_info=True)
                 else:
                     woken = True
                     try:
@@ -214,14 +218,18 @@ class Poller:
                     except BlockingIOError:
                         pass
             if woken:
-                while urgent:
+                # gnet drains the urgent queue until empty; only the tasks
+                # present now run here, so an urgent task that queues
+                # another (a wake answering itself) cannot keep the loop
+                # from ever polling again. The rest run next round.
+                for _ in range(len(urgent)):
                     fn, args = urgent.popleft()
                     try:
                         fn(*args)
                     except EngineShutdown:
                         raise
                     except Exception:
-                        logger.exception("error in an urgent task %r", fn)
+                        limited.log("urgent task error", logging.ERROR, "error in an urgent task %r", fn, exc_info=True)
                 for _ in range(MAX_ASYNC_TASKS_AT_ONE_TIME):
                     if not normal:
                         break
@@ -231,7 +239,10 @@ class Poller:
                     except EngineShutdown:
                         raise
                     except Exception:
-                        logger.exception("error in a task %r", fn)
+                        limited.log("task error", logging.ERROR, "error in a task %r", fn, exc_info=True)
+                # Drop the last task's references: a closed connection must
+                # not stay alive in this frame until the next task runs.
+                fn = args = None  # type: ignore[assignment]
                 self._wake_sig = False
                 if (urgent or normal) and not self._wake_sig:
                     self._wakeup()
@@ -248,7 +259,7 @@ class Poller:
             except EngineShutdown:
                 raise
             except Exception:
-                self.logger.exception("error in a timer callback")
+                self.limited.log("timer error", logging.ERROR, "error in a timer callback", exc_info=True)
 
     # --- interest (gnet: AddRead, AddWrite, AddReadWrite, ModRead, ModReadWrite, Delete) ------
     def add_read(self, fd: int, extra: int = 0) -> None:
