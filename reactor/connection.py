@@ -1,5 +1,13 @@
 """A connection: its fd, its inbound and outbound buffers, and the write path.
 
+Why this module is long (~1,100 lines, where the project aims for 500): a
+``Conn`` is one object with two faces, the handler's API (buffers, writes,
+the thread-safe methods and their back-pressure) and the event loop's side
+(the interest state machine, timers, closing), and both change the same
+fields under the same invariants (write ordering, the state diagram below).
+Splitting the class across files would put one invariant in two places;
+the sections below follow gnet's ``connection_unix.go`` instead.
+
 gnet counterpart: ``connection_unix.go`` (v1.6.7: ``conn``, ``write``,
 ``writev``, ``open``, ``Read``, ``ReadN``, ``ShiftN``, ``ResetBuffer``,
 ``BufferLength``, ``AsyncWrite``, ``Wake``, ``Close``) plus the v2
