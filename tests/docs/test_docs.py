@@ -695,6 +695,7 @@ TRACE_FILE = DOCS / "syscalls-trace.txt"
 #: The steps docs/syscalls.md walks through, in the order they must appear.
 TRACE_STEPS = [
     (r"^main\s+socket\(AF_INET6?, SOCK_STREAM\|SOCK_CLOEXEC\|SOCK_NONBLOCK", "1. the listening socket"),
+    (r"^main\s+setsockopt\(\d+, SOL_SOCKET, SO_REUSEADDR", "1. SO_REUSEADDR (the examples restart at once)"),
     (r"^main\s+setsockopt\(\d+, SOL_TCP, TCP_NODELAY", "1. TCP_NODELAY"),
     (r"^main\s+bind\(", "1. bind"),
     (r"^main\s+openat\(.*somaxconn", "1. the backlog from somaxconn"),
@@ -751,30 +752,70 @@ def test_syscall_trace_shows_the_documented_steps_in_order() -> None:
         assert re.search(call, text), call
 
 
-def test_syscalls_page_excerpts_come_from_the_capture() -> None:
-    """Each trace line quoted in syscalls.md's walk-through is in the capture ("…" elides ports, dates)."""
-    page = (DOCS / "syscalls.md").read_text()
-    trace = TRACE_FILE.read_text()
-    quoted = [
-        line
-        for lang, body in FENCE.findall(page)
-        if lang == "text"
-        for line in body.splitlines()
-        if re.match(r"^(main|accept|loop-\d+)\s", line)
-    ]
-    assert len(quoted) > 40
-    missing = []
-    for line in quoted:
-        pattern = "".join(
-            r"\s+" if part.isspace() else ".*?" if part == "…" else re.escape(part)
-            for part in re.split(r"(\s+|…)", line.strip())
-            if part
-        )
-        if not re.search(rf"^{pattern}\s*$", trace, re.MULTILINE):
-            missing.append(line)
-    assert not missing, (
-        "syscalls.md quotes lines the capture does not have (regenerated? update the page):\n" + "\n".join(missing)
+#: Pages that quote trace lines, and the captures their excerpts come from.
+TRACE_QUOTES = {
+    "syscalls.md": ("syscalls-trace.txt",),
+}
+TRACE_THREAD = re.compile(r"^(main|accept|loop-\d+)\s")
+
+
+def quoted_trace_blocks(page: str) -> list[list[str]]:
+    """The trace lines of each ```text block of ``page`` (blocks without any are skipped)."""
+    blocks = []
+    for lang, body in FENCE.findall((DOCS / page).read_text()):
+        lines = [line for line in body.splitlines() if TRACE_THREAD.match(line)]
+        if lang == "text" and lines:
+            blocks.append(lines)
+    return blocks
+
+
+def trace_line_pattern(line: str) -> re.Pattern[str]:
+    """A quoted line as a regex over the capture: any run of spaces matches any, "…" elides anything."""
+    pattern = "".join(
+        r"\s+" if part.isspace() else ".*?" if part == "…" else re.escape(part)
+        for part in re.split(r"(\s+|…)", line.strip())
+        if part
     )
+    return re.compile(rf"^{pattern}\s*$")
+
+
+def block_in_capture(block: list[str], capture: list[str]) -> str | None:
+    """None if ``block``'s lines are in ``capture`` in the same order (others may come between), else why not."""
+    at = 0
+    for line in block:
+        regex = trace_line_pattern(line)
+        for i in range(at, len(capture)):
+            if regex.match(capture[i]):
+                at = i + 1
+                break
+        else:
+            found = any(regex.match(c) for c in capture)
+            return f"{line!r} is {'out of order' if found else 'not in the capture'}"
+    return None
+
+
+@pytest.mark.parametrize("page", sorted(TRACE_QUOTES))
+def test_quoted_trace_lines_come_from_the_capture_in_its_order(page: str) -> None:
+    """Each trace excerpt is a real capture's lines, in the capture's order ("…" elides ports, dates).
+
+    An excerpt may leave lines out (another thread's), never reorder them.
+    """
+    blocks = quoted_trace_blocks(page)
+    assert len(blocks) >= 5, f"{page} quotes fewer trace blocks than expected"
+    captures = {name: (DOCS / name).read_text().splitlines() for name in TRACE_QUOTES[page]}
+    problems = []
+    for block in blocks:
+        reasons = {name: block_in_capture(block, capture) for name, capture in captures.items()}
+        if all(reasons.values()):
+            problems.append("\n".join(block) + "\n  -> " + "; ".join(f"{n}: {r}" for n, r in reasons.items()))
+    assert not problems, (
+        f"{page} quotes trace lines no capture has in that order (regenerated? update the page):\n\n"
+        + "\n\n".join(problems)
+    )
+
+
+def test_syscalls_page_quotes_the_whole_walk() -> None:
+    assert sum(len(block) for block in quoted_trace_blocks("syscalls.md")) > 40
 
 
 def test_trace_script_joins_split_calls() -> None:
@@ -856,21 +897,82 @@ def strace_works() -> bool:
     return probe.returncode == 0
 
 
+#: The committed traces, relative to docs/ (the script's scenarios write them there).
+TRACE_FILES = ("syscalls-trace.txt", "traces/reuse-port.txt", "traces/pipeline.txt")
+
+
+def test_trace_script_writes_every_committed_trace() -> None:
+    script = load_trace_script()
+    assert sorted(s.output for s in script.SCENARIOS.values()) == sorted(TRACE_FILES)
+    for name in TRACE_FILES:
+        text = (DOCS / name).read_text()
+        assert "# Regenerate: python scripts/trace_syscalls.py" in text, name
+
+
+def test_committed_traces_show_what_the_pages_say() -> None:
+    """The facts the walk-through builds on, read from the committed sequences."""
+    seq = load_trace_script().sequence
+    main = seq((DOCS / "syscalls-trace.txt").read_text())
+    assert any(t.startswith("write(<eventfd>") for t in main["accept"]), "main-reactor mode hands over by eventfd"
+    reuse = seq((DOCS / "traces/reuse-port.txt").read_text())
+    assert "accept" not in reuse, "reuse-port mode has no accepting thread"
+    assert sum(t.startswith("setsockopt(<socket>, SOL_SOCKET, SO_REUSEPORT") for t in reuse["main"]) == 2
+    serving = [loop for name, loop in reuse.items() if name.startswith("loop-") and any("accept4" in t for t in loop)]
+    assert len(serving) == 1
+    assert not any(t.startswith("write(<eventfd>") for t in serving[0]), "no hand-over in reuse-port mode"
+    pipe = seq((DOCS / "traces/pipeline.txt").read_text())["loop-N#0"]
+    reads = [t for t in pipe if t.startswith("read(<conn>") and "GET" in t]
+    writes = [t for t in pipe if t.startswith("write(<conn>")]
+    assert reads == ['read(<conn>, "GET / HTTP/1.1"x3)'] and writes == ['write(<conn>, "HTTP/1.1 200 OK"x3)'], pipe
+
+
+def test_trace_sequence_ignores_numbers_and_timing() -> None:
+    seq = load_trace_script().sequence
+    a = (
+        "main    socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, IPPROTO_TCP) = 3\n"
+        "loop-0  epoll_wait(5, [], 64, 0)          = 0\n"
+        "loop-0  epoll_wait(5, [{events=EPOLLIN, data={u32=9, u64=9}}], 64, 60000) = 1\n"
+        "loop-0  accept4(3, {sa_family=AF_INET, sin_port=htons(1234)}, [128 => 16], SOCK_CLOEXEC) = 9\n"
+        'loop-0  read(9, "GET / HTTP/1.1\\r\\n\\r\\n", 65536) = 18\n'
+    )
+    b = a.replace("= 9", "= 11").replace("(9,", "(11,").replace("1234", "4321").replace("60000", "-1")
+    b = b.replace("loop-0  epoll_wait(5, [], 64, 0)          = 0\n", "")
+    assert seq(a) == seq(b)
+    assert seq(a) != seq(a.replace("GET", "PUT"))
+
+
 @pytest.mark.skipif(not strace_works(), reason="strace is not installed or cannot trace here (ptrace forbidden)")
-def test_trace_script_captures_a_fresh_trace(tmp_path: Path) -> None:
-    out = tmp_path / "trace.txt"
+def test_fresh_traces_match_the_committed_ones(tmp_path: Path) -> None:
+    """Capture every trace again: each thread's sequence of calls must be the committed one.
+
+    When reactor's syscalls change on purpose, regenerate
+    (``python scripts/trace_syscalls.py``) and update the excerpts the
+    failing page test then points at.
+    """
+    import difflib
+
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "trace_syscalls.py"), "-o", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "trace_syscalls.py"), "--out-dir", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         cwd=ROOT,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    text = out.read_text()
-    assert re.search(r"^loop-0\s+read\(\d+, \"GET / HTTP/1\.1", text, re.MULTILINE), text
-    assert re.search(r"^loop-0\s+write\(\d+, \"HTTP/1\.1 200 OK", text, re.MULTILINE), text
+    seq = load_trace_script().sequence
+    problems = []
+    for name in TRACE_FILES:
+        committed, fresh = seq((DOCS / name).read_text()), seq((tmp_path / name).read_text())
+        if committed != fresh:
+            for thread in sorted(set(committed) | set(fresh)):
+                before, after = committed.get(thread, []), fresh.get(thread, [])
+                diff = difflib.unified_diff(before, after, f"{name} {thread} (committed)", "fresh", lineterm="")
+                problems.extend(diff)
+    assert not problems, (
+        "reactor's syscalls changed: regenerate with `python scripts/trace_syscalls.py` and check the pages "
+        "that quote the traces (syscalls.md, walkthrough.md)\n" + "\n".join(problems)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
