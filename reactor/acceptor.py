@@ -196,7 +196,13 @@ class Acceptor:
             el.register(Conn(nfd, el, el.ln.addr, remote))
 
     def accept_one(self, el: EventLoop, fd: int) -> tuple[int, unix.Address] | None:
-        """One accept4 with gnet's errno triage, minus its fatal EMFILE; None: nothing (more) to accept."""
+        """One accept4 and its errno triage; None: nothing (more) to accept.
+
+        gnet v1 skips only EINTR, EAGAIN and ECONNABORTED and stops the whole
+        server on any other error (docs/gnet-mapping.md, deliberate change
+        #2); here no accept error stops the server: a peer that gave up is
+        skipped, exhaustion sheds on the spare fd, anything else is logged.
+        """
         reserve = self.reserve
         if reserve.missing():
             # The spare was lost to another thread during a shed. A freed fd

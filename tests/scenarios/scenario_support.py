@@ -1,4 +1,4 @@
-"""Helpers shared by the scenario files of tests/scenarios/ (gnet's test groups, gnet.md §6.1).
+"""Helpers shared by the scenario files of tests/scenarios/ (the test groups of gnet v1.6.7's gnet_test.go).
 
 Real sockets on 127.0.0.1 and in tmp_path, no mocks. Every client socket has a
 timeout, every wait is bounded, every thread a test starts is joined, and the

@@ -35,7 +35,7 @@ from scenario_support import (
         ("tcp://127.0.0.1:0/path", reactor.InvalidNetworkAddressError),
         ("unix://", reactor.InvalidNetworkAddressError),
         ("sctp://127.0.0.1:0", reactor.UnsupportedProtocolError),
-        ("TCP://127.0.0.1:0", reactor.UnsupportedProtocolError),  # not lower-cased (gnet.md §3.18 #6)
+        ("TCP://127.0.0.1:0", reactor.UnsupportedProtocolError),  # not lower-cased (gnet-mapping.md, v1 #6)
         ("tcp://127.0.0.1:0\n", reactor.InvalidNetworkAddressError),
     ],
     ids=lambda v: repr(v).strip("'") if isinstance(v, str) else v.__name__,
