@@ -10,7 +10,6 @@ gnet counterpart: the echo server of gnet's examples and benchmarks.
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 from reactor import Action, Conn
 from reactor.examples._cli import ExampleServer, example_parser, run_example
@@ -23,11 +22,11 @@ class EchoServer(ExampleServer):
 
     name = "echo server"
 
-    def react(self, frame: Optional[bytes], c: Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
         return frame, Action.NONE
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = example_parser("python -m reactor.examples.echo", __doc__.split("\n")[0], 9000)
     parser.add_argument("--unix", default="", help="serve on this Unix socket path instead of TCP")
     args = parser.parse_args(argv)

@@ -274,7 +274,9 @@ def _fake_entry_point(root: Path, name: str) -> Path:
     return root / "ep"
 
 
-def test_entry_point_name_equal_to_the_module_dedups(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_point_name_equal_to_the_module_dedups(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The recommended entry point: every way of loading the plugin lands on the same name."""
     monkeypatch.setenv("PYTHONPATH", str(_fake_entry_point(pytester.path, PLUGIN)))
     pytester.makeconftest(f"pytest_plugins = [{PLUGIN!r}]")

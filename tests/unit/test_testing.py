@@ -17,12 +17,12 @@ import time
 import urllib.error
 import urllib.request
 from importlib.metadata import entry_points
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-from netsupport import has_ipv6_loopback, recv_until_eof
 
 import reactor
+from netsupport import has_ipv6_loopback, recv_until_eof
 from reactor import Action
 from reactor.testing import (
     DEFAULT_GARBAGE,
@@ -148,7 +148,7 @@ class Boom(reactor.EventServer):
     def __init__(self, exc: type[Exception] = ValueError) -> None:
         self.exc = exc
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> Any:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> Any:
         raise self.exc(f"boom on {frame!r}")
 
 
@@ -219,7 +219,7 @@ class AllCallbacks(reactor.EventServer):
         self._maybe("on_opened")
         return None, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Any:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Any:
         self._maybe("on_closed")
         return Action.NONE
 
@@ -229,7 +229,7 @@ class AllCallbacks(reactor.EventServer):
     def after_write(self, c: reactor.Conn, data: bytes) -> None:
         self._maybe("after_write")
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> Any:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> Any:
         self._maybe("react")
         return frame, Action.NONE
 
@@ -291,7 +291,7 @@ def test_codec_errors_are_recorded_but_codec_errors_proper_are_not() -> None:
         def encode(self, c: reactor.Conn, data: bytes) -> bytes:
             return data
 
-        def decode(self, c: reactor.Conn) -> Optional[bytes]:
+        def decode(self, c: reactor.Conn) -> bytes | None:
             data = c.next(-1)
             if data == b"bad":
                 raise reactor.CodecError("malformed frame: a protocol error, not a bug")
@@ -314,9 +314,9 @@ def test_codec_errors_are_recorded_but_codec_errors_proper_are_not() -> None:
 
 def test_stop_from_a_callback_only_signals() -> None:
     class Quitter(reactor.EventServer):
-        srv: Optional[BackgroundServer] = None
+        srv: BackgroundServer | None = None
 
-        def react(self, frame: Optional[bytes], c: reactor.Conn) -> Any:
+        def react(self, frame: bytes | None, c: reactor.Conn) -> Any:
             assert self.srv is not None
             self.srv.stop()  # on a loop thread: must not join itself
             return b"bye", Action.NONE
@@ -382,7 +382,7 @@ def test_handler_without_callbacks_is_refused() -> None:
 
 def test_duck_typed_handler_gets_defaults() -> None:
     class OnlyReact:
-        def react(self, frame: Optional[bytes], c: reactor.Conn) -> Any:
+        def react(self, frame: bytes | None, c: reactor.Conn) -> Any:
             return frame[::-1] if frame else None, Action.NONE
 
     with serve_in_background(OnlyReact()) as srv:
