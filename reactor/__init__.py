@@ -41,6 +41,7 @@ from .errors import (
     TooManyEventLoopThreadsError,
     UnsupportedProtocolError,
     WorkerError,
+    WriteBufferFullError,
 )
 from .handler import Action, EventHandler, EventServer
 from .load_balancer import LoadBalancing
@@ -79,6 +80,7 @@ __all__ = [
     "UDPConn",
     "UnsupportedProtocolError",
     "WorkerError",
+    "WriteBufferFullError",
     "serve",
     "stop",
 ]
