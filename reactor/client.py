@@ -37,6 +37,7 @@ import errno
 import logging
 import os
 import socket as _socket
+import ssl
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, overload
@@ -53,6 +54,7 @@ from .internal.waitfd import WRITABLE, wait_fd
 from .listener import parse_proto_addr
 from .options import Options, ServeOptions, make_logger
 from .server import Server, resolve_options
+from .tls import check_context
 
 if sys.version_info >= (3, 11):
     from typing import Self, Unpack
@@ -103,6 +105,7 @@ class Client:
         if handler is None:
             handler = _Inboxes()
         o = resolve_options(handler, options, opts)
+        check_context(o.tls, server_side=False, what="Client(tls=...)")
         self.opts = o
         self.logger, self._cleanup_logger = make_logger(o)
         self._engine = _ClientEngine(handler, o, self.logger)
@@ -210,14 +213,20 @@ class Client:
 
     # --- connections ---------------------------------------------------------------------------
     @overload
-    def dial(self, address: str | tuple[Any, ...], /, *, timeout: float | None = None) -> Conn: ...
+    def dial(
+        self, address: str | tuple[Any, ...], /, *, timeout: float | None = None,
+        tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+    ) -> Conn: ...
 
     @overload
-    def dial(self, network: str, address: str | tuple[Any, ...], /, timeout: float | None = None) -> Conn: ...
+    def dial(
+        self, network: str, address: str | tuple[Any, ...], /, timeout: float | None = None, *,
+        tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+    ) -> Conn: ...
 
     def dial(
         self, address: str | tuple[Any, ...], address2: str | tuple[Any, ...] | None = None, /,
-        timeout: float | None = None,
+        timeout: float | None = None, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
     ) -> Conn:
         """Connect to ``address`` and serve the connection (gnet: ``Client.Dial``).
 
@@ -229,9 +238,26 @@ class Client:
         once the connection is registered and ``on_opened`` has run (not for
         UDP, which has no ``on_opened``, as in gnet).
 
+        ``tls=ctx`` (a client-side ``ssl.SSLContext``, e.g.
+        ``ssl.create_default_context()``; the client's ``tls`` option by
+        default) runs a TLS handshake first, on the loop: ``dial`` returns
+        once it has completed and ``on_opened`` has run, and raises its
+        ``ssl.SSLError`` (a certificate that does not verify...) or a
+        ``TimeoutError`` after ``tls_handshake_timeout``. ``server_hostname``
+        is the name sent as SNI and checked against the certificate; it
+        defaults to the address's host (required for a Unix socket when the
+        context checks host names). Called from one of the client's own
+        callbacks, ``dial`` cannot wait: it returns during the handshake, and
+        ``on_opened`` follows it (writes made before are sent after it).
+
         :raises ConnectionRefusedError: (and other ``OSError``) the connect failed.
         :raises TimeoutError: no answer within ``timeout`` seconds
-            (default: the ``dial_timeout`` option).
+            (default: the ``dial_timeout`` option), or a TLS handshake not
+            completed within ``tls_handshake_timeout``.
+        :raises ssl.SSLError: the TLS handshake failed.
+        :raises TypeError: ``tls`` is not an ``ssl.SSLContext``.
+        :raises ValueError: a server-side ``tls`` context (``PROTOCOL_TLS_SERVER``),
+            TLS over UDP, or no ``server_hostname`` where one is needed.
         :raises reactor.ClientNotStartedError: :meth:`start` was not called
             (a ``RuntimeError``; also a ``ServerInShutdownError``).
         :raises reactor.ServerInShutdownError: the client has stopped.
@@ -239,10 +265,14 @@ class Client:
         :raises reactor.InvalidNetworkAddressError: a malformed address.
         """
         network, addr = _dial_target(address, address2)
-        return self._dial(network, addr, timeout, None)
+        return self._dial(network, addr, timeout, None, tls, server_hostname)
 
-    def _dial(self, network: str, address: str, timeout: float | None, context: Any) -> Conn:
+    def _dial(
+        self, network: str, address: str, timeout: float | None, context: Any,
+        tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+    ) -> Conn:
         """:meth:`dial` once the address is parsed; ``context`` is set on the Conn before it is registered."""
+        tls_setup = self._tls_setup(network, address, tls, server_hostname)
         self._check_running()
         if timeout is None:
             timeout = self.opts.dial_timeout
@@ -271,16 +301,40 @@ class Client:
         except BaseException:
             unix.close(fd)
             raise
-        return self._enroll_fd(fd, family, local, remote, udp=False, context=context)
+        return self._enroll_fd(fd, family, local, remote, udp=False, context=context, tls=tls_setup)
 
-    def connect(self, address: str | tuple[Any, ...], *, timeout: float | None = None) -> BlockingConn:
+    def _tls_setup(
+        self, network: str, address: str, tls: object, server_hostname: str | None
+    ) -> tuple[ssl.SSLContext, str | None] | None:
+        """The context and SNI name a dial uses, checked before any socket exists; None without TLS."""
+        ctx = check_context(tls if tls is not None else self.opts.tls, server_side=False, what="dial(tls=...)")
+        if ctx is None:
+            if server_hostname is not None:
+                raise ValueError("dial(server_hostname=...) is only meaningful with tls=")
+            return None
+        if network.startswith("udp"):
+            raise ValueError(f"dial(tls=...) is for stream sockets (tcp, unix), not {network!r}: DTLS is not supported")
+        if server_hostname is None and network != "unix":
+            host = address.rpartition(":")[0].strip("[]")
+            server_hostname = host or None
+        if server_hostname is None and ctx.check_hostname:
+            raise ValueError(
+                f"dial(tls=...) to {network}://{address} needs server_hostname=: the context checks the "
+                "certificate's host name (check_hostname=True) and the address has none"
+            )
+        return ctx, server_hostname
+
+    def connect(
+        self, address: str | tuple[Any, ...], *, timeout: float | None = None,
+        tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+    ) -> BlockingConn:
         """Dial ``address`` (any form :meth:`dial` takes) for the caller's thread: a :class:`BlockingConn`.
 
         Only for a client built without a handler (``reactor.Client()``,
         with ``codec=`` to frame the answers): its loop queues each frame
         for :meth:`BlockingConn.recv`. ``timeout`` bounds the connect and is
         the connection's default ``recv`` timeout (:data:`DEFAULT_RECV_TIMEOUT`
-        when None).
+        when None). ``tls`` and ``server_hostname`` as for :meth:`dial`.
 
         :raises TypeError: the client has a handler of its own (its ``react`` gets the frames).
         :raises reactor.ClientNotStartedError: the client is not started.
@@ -292,10 +346,13 @@ class Client:
             )
         network, addr = _dial_target(address, None)
         inbox = _Inbox()
-        c = self._dial(network, addr, timeout, inbox)
+        c = self._dial(network, addr, timeout, inbox, tls, server_hostname)
         return BlockingConn(c, inbox, DEFAULT_RECV_TIMEOUT if timeout is None else timeout)
 
-    def request(self, address: str | tuple[Any, ...], data: bytes, *, timeout: float | None = None) -> bytes:
+    def request(
+        self, address: str | tuple[Any, ...], data: bytes, *, timeout: float | None = None,
+        tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+    ) -> bytes:
         """Connect to ``address``, send ``data`` (encoded by the codec), return the first frame back, close.
 
         For a client built without a handler (see :meth:`connect`); with the
@@ -304,7 +361,7 @@ class Client:
         :raises TimeoutError: no answer within ``timeout`` seconds (:data:`DEFAULT_RECV_TIMEOUT` when None).
         :raises EOFError: the server closed the connection without answering.
         """
-        with self.connect(address, timeout=timeout) as conn:
+        with self.connect(address, timeout=timeout, tls=tls, server_hostname=server_hostname) as conn:
             return conn.request(data)
 
     def enroll(self, sock: _socket.socket) -> Conn:
@@ -344,19 +401,26 @@ class Client:
             raise ServerInShutdownError("the client has stopped (or never ran: on_init_complete returned SHUTDOWN)")
 
     def _enroll_fd(
-        self, fd: int, family: int, local: unix.Address, remote: unix.Address, udp: bool, context: Any = None
+        self, fd: int, family: int, local: unix.Address, remote: unix.Address, udp: bool, context: Any = None,
+        tls: tuple[ssl.SSLContext, str | None] | None = None,
     ) -> Conn:
         loop = self._loop
         assert loop is not None
         c: Conn = UDPConn(fd, loop, local, remote, family, connected=True) if udp else Conn(fd, loop, local, remote)
         if context is not None:
             c.context = context  # before the loop can deliver a frame
+        done = _Registration()
+        if tls is not None:
+            try:
+                c.start_tls(tls[0], server_side=False, server_hostname=tls[1], waiter=done.settle)
+            except BaseException:
+                unix.close(fd)
+                raise
         if threading.get_ident() == loop.tid:
             # Dialed from one of this loop's callbacks: waiting for a task
             # would wait for ourselves, so register right here.
             _register(loop, c, None)
             return c
-        done = _Registration()
         try:
             loop.poller.urgent_trigger(_register, loop, c, done)
         except ServerInShutdownError:
@@ -545,6 +609,11 @@ class _Registration:
         self.event = threading.Event()
         self.error: BaseException | None = None
 
+    def settle(self, err: BaseException | None) -> None:
+        """The TLS handshake ended (on the loop): ``dial`` returns, or raises ``err``."""
+        self.error = err
+        self.event.set()
+
     def wait(self, thread: threading.Thread | None) -> None:
         while not self.event.wait(0.2):
             if thread is None or not thread.is_alive():
@@ -554,11 +623,15 @@ class _Registration:
 
 
 def _register(loop: EventLoop, c: Conn, done: _Registration | None) -> None:
+    handshaking = False
     try:
         if isinstance(c, UDPConn):
             loop.register_udp(c)
         else:
             loop.register(c)
+        # A TLS connection registered and mid-handshake: the loop settles
+        # ``done`` when the handshake ends (Conn.tls_settled).
+        handshaking = c.opened and c.tls_handshaking()
     except EngineShutdown:
         raise
     except BaseException as e:
@@ -567,7 +640,7 @@ def _register(loop: EventLoop, c: Conn, done: _Registration | None) -> None:
         else:
             raise
     finally:
-        if done is not None:
+        if done is not None and not handshaking:
             done.event.set()
 
 

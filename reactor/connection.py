@@ -83,8 +83,12 @@ from .internal.netpoll import READ_EVENTS, READ_WRITE_EVENTS, WRITE_EVENTS
 from .internal.timers import TimerQueue
 from .pkg.listbuffer import ListBuffer
 from .pkg.ringbuffer import RingBuffer
+from .tls import FLUSH_THRESHOLD, OPENED, WANT_READ, WRITE_SLICE, TLSInfo, TLSSession
 
 if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+
     from .eventloop import EventLoop
     from .internal.netpoll import Poller
     from .internal.timers import Timer
@@ -168,6 +172,7 @@ class Conn:
         "_waiters",
         "_edge",
         "_error",
+        "_tls",
         "__weakref__",
     )
 
@@ -199,6 +204,7 @@ class Conn:
         self._waiters = 0  # threads in wait_writable() (under loop.async_lock)
         self._edge = False  # registered edge-triggered: the interest never changes
         self._error: OSError | None = None  # a write failed for good; the loop is closing us
+        self._tls: TLSSession | None = None  # TLS: the session every byte in and out goes through
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -228,6 +234,17 @@ class Conn:
     def opened(self) -> bool:
         """True from registration until the connection is closed."""
         return self._opened
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """The TLS session's facts (version, cipher, ALPN, SNI, peer certificate), or None without TLS.
+
+        Set once the handshake has completed, i.e. from ``on_opened`` on
+        (``serve(..., tls=ctx)``, ``Client.dial(..., tls=ctx)``); see
+        :class:`reactor.tls.TLSInfo`. Still readable in ``on_closed`` and after.
+        """
+        tls = self._tls
+        return None if tls is None else tls.info
 
     # Every loop-only method starts with the same two lines, written out
     # rather than calling a helper: these methods run per frame, and the
@@ -398,6 +415,8 @@ class Conn:
         """Try to write the outbound buffer now instead of waiting for EPOLLOUT (gnet v2: ``Flush``). Loop only."""
         if _get_ident() != self._loop.tid:
             raise _not_on_loop("flush")
+        if self._tls is not None and self._opened:
+            self._tls_move_output()  # answers encrypted during this read, not yet queued
         if self._opened and self._outbound._len and self._error is None:
             n = self.flush_some(_FLUSH_MAX)
             if n < 0 and n != -_EAGAIN and n != -_EINTR:
@@ -427,7 +446,18 @@ class Conn:
         if loop.pre_write is not None:
             loop.pre_write(self)
         outbound = self._outbound
-        if outbound._len or len(packets) <= 1 or self._error is not None:
+        tls = self._tls
+        if tls is not None:
+            # Encrypted together, sent with one write(2): the batch a read's answers get.
+            batching, tls.batching = tls.batching, True
+            try:
+                for p in packets:
+                    self.write_raw(p)
+            finally:
+                tls.batching = batching
+            if not batching:
+                self.tls_flush()
+        elif outbound._len or len(packets) <= 1 or self._error is not None:
             for p in packets:
                 self.write_raw(p)
         else:
@@ -538,6 +568,9 @@ class Conn:
         size = len(packet)
         if not size or self._error is not None:
             return
+        if self._tls is not None:
+            self._tls_write(packet)
+            return
         if self._outbound._len:
             # Never write around queued bytes: that would reorder the stream.
             self._outbound.push(packet)
@@ -635,8 +668,15 @@ class Conn:
         """Read nothing more and close once the outbound queue is empty (peer EOF, ``Action.CLOSE``).
 
         Unread input is dropped: it will never be processed. Returns True
-        when nothing is queued, i.e. the loop may close right away.
+        when nothing is queued, i.e. the loop may close right away. With
+        TLS, our ``close_notify`` is queued first, behind the output, so a
+        graceful close tells the peer the stream ended where it did (not a
+        truncation).
         """
+        if self._tls is not None and self._error is None:
+            self._tls_move_output()
+            if self._tls.close_notify():
+                self._tls_move_output()
         if not self._outbound._len:
             return True
         self._draining = True
@@ -653,6 +693,14 @@ class Conn:
         if not self._opened:
             return False
         self._opened = False
+        tls = self._tls
+        if tls is not None and self._error is None:
+            # What flush_residual should still try to send: an alert OpenSSL
+            # wrote when the session failed (the peer learns why), and our
+            # close_notify if the session is open and none was sent yet.
+            tls.close_notify()
+            if tls.pending_output():
+                self._outbound.push(tls.take_output())
         if self._idle_timer is not None or self._deadline_timer is not None:
             timers = self._loop.timers
             if self._idle_timer is not None:
@@ -691,6 +739,8 @@ class Conn:
         self._outbound.reset()
         self._buffer = _EMPTY
         self._ctx = None
+        if self._tls is not None:
+            self._tls.release()  # the SSLObject and its BIOs; c.tls (the info) stays
 
     def deadline(self) -> float | None:
         """The loop-clock time ``set_deadline`` armed, or None."""
@@ -802,6 +852,168 @@ class Conn:
         self._buffer = _EMPTY
         loop = self._loop
         loop.poller.urgent_trigger(loop.close_conn, self, err)
+
+    # --- TLS, the event loop's side (the state machine is reactor.tls.TLSSession; on the loop thread) ----------
+    # With TLS every byte in and out goes through the session: read(2) feeds
+    # ciphertext in (tls_receive), the loop decrypts into its own read buffer
+    # (tls_decrypt) and hands the plaintext to the codec as it would a read
+    # (feed); write_raw encrypts, and the ciphertext takes the plain outbound
+    # path (_send_cipher), so ordering, write_buffer_cap and the interest
+    # state machine do not change. While the loop processes a read, answers
+    # are only encrypted ("batching"); tls_flush sends them in one write(2).
+
+    def start_tls(
+        self,
+        ctx: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None = None,
+        waiter: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Put a TLS session on this connection, before its handshake starts (the loop's ``register``).
+
+        ``waiter`` is called once, with None or the error, when the handshake ends.
+        """
+        tls = TLSSession(ctx, server_side, server_hostname)
+        tls.waiter = waiter
+        self._tls = tls
+
+    def tls_handshaking(self) -> bool:
+        """True for a TLS connection whose handshake has not completed (or failed): ``on_opened`` has not run."""
+        tls = self._tls
+        return tls is not None and tls.info is None
+
+    def tls_begin(self, due: float) -> bool:
+        """The handshake starts: it must complete by loop time ``due``; True when this side speaks first (a client).
+
+        The timer is the connection's deadline entry (``set_deadline``'s;
+        the handshake ends before a handler could set one): one entry,
+        cancelled when the handshake completes or the connection closes.
+        """
+        self._deadline = due
+        self.arm_deadline()
+        tls = self._tls
+        return tls is not None and not tls.server_side
+
+    def tls_receive(self, view: memoryview, n: int) -> int:
+        """``view[:n]`` is ciphertext just read: feed it, then handshake or decrypt (see ``tls_decrypt``).
+
+        Starts a batch: answers written until :meth:`tls_flush` wait in the
+        outgoing BIO. Returns a plaintext count (the plaintext is at the
+        start of ``view``), ``WANT_READ``, ``OPENED`` (the handshake has just
+        completed: the loop calls ``on_opened``, then ``tls_decrypt``) or
+        ``CLOSE_NOTIFY``.
+
+        :raises ssl.SSLError: the handshake failed, or a record is corrupt.
+        """
+        tls = self._tls
+        assert tls is not None
+        tls.batching = True
+        if n:
+            tls.feed(view[:n])
+        if tls.handshaking:
+            return OPENED if tls.handshake() else WANT_READ
+        return tls.decrypt_into(view)
+
+    def tls_decrypt(self, view: memoryview) -> int:
+        """The next plaintext into ``view``: a count > 0, ``WANT_READ`` (all decrypted) or ``CLOSE_NOTIFY``.
+
+        :raises ssl.SSLError: a corrupt record, an alert from the peer.
+        """
+        tls = self._tls
+        return WANT_READ if tls is None else tls.decrypt_into(view)
+
+    def tls_opened(self) -> None:
+        """The handshake has completed: cancel its timer, and encrypt what was written before it ended."""
+        self._deadline = None
+        timer = self._deadline_timer
+        if timer is not None:
+            self._loop.timers.cancel(timer)
+            self._deadline_timer = None
+        tls = self._tls
+        if tls is not None and tls.early:
+            early, tls.early = tls.early, []
+            for packet in early:
+                self._tls_write(packet)
+
+    def tls_flush(self) -> None:
+        """End the batch: send the ciphertext waiting in the outgoing BIO with one write(2) (or queue it)."""
+        tls = self._tls
+        if tls is None:
+            return
+        tls.batching = False
+        if self._opened and tls.pending_output():
+            self._send_cipher(tls.take_output())
+
+    def tls_eof(self) -> BaseException | None:
+        """read(2) returned 0: the error for ``on_closed`` (``ssl.SSLEOFError`` without close_notify), or None.
+
+        See :meth:`reactor.tls.TLSSession.end_of_input`.
+        """
+        tls = self._tls
+        return None if tls is None else tls.end_of_input()
+
+    def closing_error(self) -> BaseException | None:
+        """The error ``on_closed`` gets once a draining connection has drained: a TLS peer's ragged EOF, or None."""
+        tls = self._tls
+        return None if tls is None else tls.eof_error
+
+    def tls_settled(self, err: BaseException | None) -> None:
+        """The handshake ended (``err`` None: it completed): tell the waiter ``start_tls`` was given, once."""
+        tls = self._tls
+        if tls is None or tls.waiter is None:
+            return
+        waiter, tls.waiter = tls.waiter, None
+        waiter(err)
+
+    def tls_received_any(self) -> bool:
+        """Whether the peer has sent any bytes at all on this TLS connection."""
+        tls = self._tls
+        return tls is not None and tls.received
+
+    def _tls_write(self, packet: Any) -> None:
+        """``write_raw`` with TLS: encrypt, then send now, or at the end of the batch (``tls_flush``)."""
+        tls = self._tls
+        assert tls is not None
+        if tls.handshaking:
+            tls.early.append(packet)
+            return
+        if not tls.open:
+            return  # failed or closed: dropped, like any write to a closed connection
+        try:
+            if len(packet) <= WRITE_SLICE:
+                tls.encrypt(packet)
+            else:
+                view = memoryview(packet)
+                for off in range(0, len(view), WRITE_SLICE):
+                    tls.encrypt(view[off : off + WRITE_SLICE])
+                    if tls.pending_output() >= FLUSH_THRESHOLD:
+                        self._send_cipher(tls.take_output())
+        except OSError as e:  # ssl.SSLError
+            self._fail(e)
+            return
+        if not tls.batching or tls.pending_output() >= FLUSH_THRESHOLD:
+            self._send_cipher(tls.take_output())
+
+    def _tls_move_output(self) -> None:
+        """Whatever ciphertext waits in the outgoing BIO, into the outbound path now."""
+        tls = self._tls
+        if tls is not None and tls.pending_output():
+            self._send_cipher(tls.take_output())
+
+    def _send_cipher(self, data: bytes) -> None:
+        """Ciphertext to the socket: ``write_raw``'s plain path (write now, or queue behind pending output)."""
+        size = len(data)
+        if not size or self._error is not None:
+            return
+        if self._outbound._len:
+            self._outbound.push(data)
+            self.update_interest()
+            return
+        n = _sys_write(self.fd, data, size)
+        if n == size:
+            self._active = self._loop.timers.now
+        else:
+            self.queue_unwritten(data, n)
 
     # --- thread-safe methods ------------------------------------------------------------------------
     def async_write(self, data: bytes) -> bool:

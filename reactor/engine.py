@@ -44,6 +44,7 @@ from .internal.netpoll import Poller
 from .listener import Listener, init_listener
 from .load_balancer import LoadBalancer, new_load_balancer
 from .options import Options
+from .tls import check_context, record_sni
 
 if TYPE_CHECKING:
     from .server import Server
@@ -78,6 +79,10 @@ class Engine:
         #: Extra SO_REUSEPORT listeners (reuse_port mode), closed with ``ln``.
         self.listeners: list[Listener] = []
         self.acceptor = Acceptor(ln, self.lb, opts, logger, proto_addr)
+        #: ``serve(tls=...)``: every accepted connection gets a TLS session from it (reactor.tls).
+        self.tls_context = check_context(opts.tls, server_side=True, what="serve(tls=...)")
+        if self.tls_context is not None:
+            record_sni(self.tls_context)  # so that c.tls.server_hostname can say what the client asked for
         # Shutdown is asked for from anywhere, signal handlers included, so
         # asking takes no lock that anyone waits for: a handler that waited
         # for a lock deadlocks when it interrupts the lock's holder on the

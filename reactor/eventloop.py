@@ -56,6 +56,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import ssl
 import threading
 from logging import DEBUG, ERROR, INFO, WARNING
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ from .internal import unix
 from .internal.netpoll import IN_EVENTS, OUT_EVENTS, Poller
 from .internal.ratelimit import LogLimiter
 from .internal.timers import TimerQueue
+from .tls import OPENED, WANT_READ
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -178,6 +180,15 @@ class EventLoop:
             self._write_answer = Conn.write  # encode, hooks, write
         # ... and how a readable connection is read.
         self._read: Any = self._read_direct if (self._builtin and raw_write) else self._read_frames
+        #: TLS: the server context accepted connections get a session from
+        #: (``serve(tls=...)``; None for a client, whose ``dial`` brings its own).
+        self.tls_context: ssl.SSLContext | None = getattr(engine, "tls_context", None)
+        self.tls_handshake_timeout = float(getattr(opts, "tls_handshake_timeout", 10.0))
+        # How a plain connection is read, kept for loops that read TLS too (a client's).
+        self._read_plain: Any = self._read
+        self._tls_reads = False
+        if self.tls_context is not None:
+            self._use_tls_reads()
 
     def __repr__(self) -> str:
         return f"<EventLoop {self.idx} conns={self._conn_count}>"
@@ -188,8 +199,23 @@ class EventLoop:
 
     @property
     def read_path(self) -> str:
-        """The read strategy bound at start: ``"direct"``, ``"frames"`` or ``"edge-triggered"`` (for tests and docs)."""
-        return getattr(self._read, "__name__", "").removeprefix("_read_").replace("et", "edge-triggered")
+        """The read strategy bound at start: ``"direct"``, ``"frames"``, ``"edge-triggered"``, ``"tls"`` or
+        ``"edge-triggered-tls"`` (for tests and docs)."""
+        name = getattr(self._read, "__name__", "").removeprefix("_read_")
+        return {"et": "edge-triggered", "et_tls": "edge-triggered-tls"}.get(name, name)
+
+    def _use_tls_reads(self) -> None:
+        """Read through TLS from now on: bound at start for a TLS server, at the first TLS dial for a client.
+
+        The TLS strategy reads plain connections with the strategy it replaces,
+        so a client may dial with and without TLS on one loop.
+        """
+        if not self._tls_reads:
+            self._tls_reads = True
+            self._read = self._tls_read_strategy()
+
+    def _tls_read_strategy(self) -> Any:
+        return self._read_tls
 
     # --- loop bodies (gnet: reactor_default_linux.go) ----------------------------------------------
     def _enter(self) -> None:
@@ -277,7 +303,18 @@ class EventLoop:
             unix.close(c.fd)
             return
         self.connections[c.fd] = c
-        self.open(c)
+        if self.tls_context is not None:
+            try:
+                c.start_tls(self.tls_context, server_side=True)
+            except (ssl.SSLError, MemoryError) as e:
+                self.limited.log("tls failed", ERROR, "cannot start TLS on %r: %s", c, e)
+                c.mark_open(self.timers.now)
+                self.close_conn(c, e)
+                return
+        if c.tls_handshaking():
+            self._tls_start(c)
+        else:
+            self.open(c)
 
     def open(self, c: Conn) -> None:
         """Mark ``c`` open and call ``on_opened`` (gnet: ``open``)."""
@@ -415,6 +452,110 @@ class EventLoop:
         c.feed(self._view[:n])
         self._process(c)
 
+    # --- TLS (reactor.tls; the connection owns the session, the loop moves the bytes) --------------------
+    def _tls_start(self, c: Conn) -> None:
+        """A TLS connection is registered: start its handshake timer and, on a client, send the ClientHello.
+
+        ``on_opened`` waits for the handshake (``_tls_input``, ``OPENED``).
+        Until then the connection is open for I/O but not for the handler:
+        it is not counted by ``count_connections`` and, if the handshake
+        fails, gets no ``on_closed`` either (asyncio: no ``connection_made``,
+        no ``connection_lost``); the failure is logged.
+        """
+        self._use_tls_reads()
+        c.mark_open(self.timers.now)
+        if c.tls_begin(self.timers.now + self.tls_handshake_timeout):
+            self._tls_input(c, 0)  # the client speaks first: its ClientHello goes out before any read
+
+    def _read_tls(self, c: Conn) -> None:
+        """One ``read(2)`` of ciphertext, then decrypt and decode (the TLS read strategy; no direct path)."""
+        if c._tls is None:
+            self._read_plain(c)  # a client's plain connection
+            return
+        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
+        if n <= 0:
+            if n == 0:
+                self._tls_eof(c)
+                return
+            err = _ffi.errno
+            if err != _EAGAIN and err != _EINTR:
+                self._tls_error(c, unix.syscall_error("read", err))
+            return
+        self._tls_input(c, n)
+
+    def _tls_input(self, c: Conn, n: int) -> None:
+        """``n`` bytes of ciphertext at the start of the loop buffer: handshake, decrypt, decode, answer, flush.
+
+        The plaintext is decrypted into the loop buffer itself (the
+        ciphertext was copied into the incoming BIO first), one record at a
+        time, and each piece goes to the codec exactly as a plain read's
+        bytes would. Answers are encrypted as ``react`` returns them and sent
+        together at the end, with one write(2): the batch.
+        """
+        view = self._view
+        try:
+            k = c.tls_receive(view, n)
+            while True:
+                if k > 0:
+                    c.feed(view[:k])
+                    if c._paused:
+                        # Over write_buffer_cap: keep the plaintext (bounded by
+                        # this read) for _resume_inbound, decrypt the rest too,
+                        # so no ciphertext stays behind in the BIO.
+                        c.keep_leftover()
+                    else:
+                        self._process(c)
+                        if not c._opened or c._draining:
+                            break
+                elif k == WANT_READ:
+                    break
+                elif k == OPENED:
+                    self._tls_opened(c)
+                    if not c._opened or c._draining:
+                        break
+                else:  # CLOSE_NOTIFY: the peer's orderly end of stream, an EOF
+                    self._on_eof(c)
+                    break
+                k = c.tls_decrypt(view)
+        except ssl.SSLError as e:
+            c.tls_flush()  # the alert OpenSSL wrote, so the peer learns why
+            self._tls_error(c, e)
+            return
+        c.tls_flush()
+
+    def _tls_opened(self, c: Conn) -> None:
+        """The handshake completed: now the handler sees the connection (``on_opened``), and a dialer returns."""
+        c.tls_opened()
+        self.open(c)
+        c.tls_settled(None)
+
+    def _tls_eof(self, c: Conn) -> None:
+        """read(2) returned 0 on a TLS connection.
+
+        During the handshake: a failed handshake. After it: an EOF, as for
+        plain TCP (queued output is delivered, then the connection closes);
+        ``on_closed`` gets None after the peer's ``close_notify``, else the
+        ``ssl.SSLEOFError`` of a ragged EOF or a truncated record.
+        """
+        if c.tls_handshaking():
+            self._tls_error(c, ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "the peer closed the connection during the "
+                                                                  "TLS handshake"))
+            return
+        self.close_after_flush(c, c.tls_eof())
+
+    def _tls_error(self, c: Conn, err: BaseException) -> None:
+        """Close ``c`` for a TLS failure (or a read error), logging it once (rate-limited); the loop goes on."""
+        if c.tls_handshaking():
+            if c.tls_received_any() or not isinstance(err, ssl.SSLEOFError):
+                self.limited.log("tls handshake failed", WARNING, "TLS handshake with %r failed: %s", c.remote_addr,
+                                 err)
+            else:  # connected and left without a byte: a port scan, a TCP health check
+                self.limited.log("tls handshake failed", DEBUG, "TLS peer %r left before its ClientHello",
+                                 c.remote_addr)
+        elif isinstance(err, ssl.SSLError):
+            self.limited.log("tls error", WARNING, "closing %r: %s", c, err)
+        self.close_conn(c, err)
+
     def _read_failed(self, c: Conn, n: int) -> None:
         """``read(2)`` returned ``n`` <= 0: EOF, a transient error, or a real one."""
         if n == 0:
@@ -441,14 +582,15 @@ class EventLoop:
         """
         self.close_after_flush(c)
 
-    def close_after_flush(self, c: Conn) -> None:
+    def close_after_flush(self, c: Conn, err: BaseException | None = None) -> None:
         """Close ``c`` once its queued output has reached the kernel; read nothing more meanwhile.
 
         Used for the peer's EOF and for Action.CLOSE. gnet closes at once
         and flushes only what the kernel takes without blocking, so a large
         answer returned with Close is cut short. A peer that stops reading
         keeps such a connection until ``idle_timeout`` (if set) closes it,
-        or until the peer goes away (the write then fails).
+        or until the peer goes away (the write then fails). ``err`` is what
+        ``on_closed`` gets (a TLS peer's ragged EOF; see ``Conn.closing_error``).
         """
         if not c._opened:
             return
@@ -458,7 +600,7 @@ class EventLoop:
             self.close_conn(c, e)
             return
         if done:
-            self.close_conn(c, None)
+            self.close_conn(c, err)
 
     def _process(self, c: Conn) -> None:
         """Decode frames from ``c``'s input and react to each; keep the rest (gnet: the loop in ``read``)."""
@@ -622,7 +764,7 @@ class EventLoop:
             self.close_conn(c, e)
             return
         if moved == DRAINED:
-            self.close_conn(c, None)  # everything owed to a half-closed peer is out
+            self.close_conn(c, c.closing_error())  # everything owed to a half-closed peer is out
         elif moved == RESUMED:
             self._resumed(c)
 
@@ -718,6 +860,11 @@ class EventLoop:
     def check_deadline(self, c: Conn) -> None:
         """``c``'s deadline entry fired: close it if the deadline has passed (else it re-armed)."""
         if c.deadline_fired(self.timers.now) and self.connections.get(c.fd) is c:
+            if c.tls_handshaking():
+                # The same timer entry bounds a TLS handshake (Conn.tls_begin).
+                self._tls_error(c, TimeoutError(
+                    f"TLS handshake not completed within {self.tls_handshake_timeout:g} s"))
+                return
             self.limited.log("deadline", INFO, "closing %r: its deadline passed", c)
             self.close_conn(c, TimeoutError("connection deadline exceeded"))
 
@@ -734,7 +881,12 @@ class EventLoop:
 
     # --- closing (gnet: closeConn, closeAllSockets) ------------------------------------------------------
     def close_conn(self, c: Conn, err: BaseException | None) -> None:
-        """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``)."""
+        """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``).
+
+        A TLS connection whose handshake never completed was never announced
+        (no ``on_opened``): it is not counted and gets no ``on_closed``.
+        """
+        announced = not c.tls_handshaking()
         if not c.mark_closed():
             return  # stale: already closed
         dropped = c.flush_residual()
@@ -752,9 +904,14 @@ class EventLoop:
                              exc_info=True)
         if self.connections.get(c.fd) is c:
             del self.connections[c.fd]
-            self._conn_count -= 1
+            if announced:
+                self._conn_count -= 1
         elif self.udp_conns.get(c.fd) is c:
             del self.udp_conns[c.fd]
+        if not announced:
+            c.tls_settled(err if err is not None else ConnectionAbortedError("closed during the TLS handshake"))
+            c.release()
+            return
         try:
             action = self.handler.on_closed(c, err)
         except Exception:

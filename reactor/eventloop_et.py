@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 from logging import ERROR
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .connection import Conn
 from .eventloop import MAX_BYTES_TO_WRITE_PER_LOOP, EventLoop
@@ -50,9 +50,15 @@ class EdgeTriggeredEventLoop(EventLoop):
     edge_triggered = True
 
     def __init__(self, engine: Engine, poller: Poller, ln: Listener | None) -> None:
-        super().__init__(engine, poller, ln)
         self.io_chunk = engine.opts.edge_triggered_io_chunk
-        self._read = self._read_et  # bound once, as in the level-triggered loop
+        super().__init__(engine, poller, ln)
+        # Bound once, as in the level-triggered loop (a TLS server's already is _read_et_tls).
+        self._read_plain = self._read_et
+        if not self._tls_reads:
+            self._read = self._read_et
+
+    def _tls_read_strategy(self) -> Any:
+        return self._read_et_tls
 
     def _on_event(self, fd: int, ev: int) -> None:
         c = self.connections.get(fd)
@@ -91,7 +97,32 @@ class EdgeTriggeredEventLoop(EventLoop):
 
     def _resume_read_et(self, c: Conn) -> None:
         if c._opened and not c._paused and not c._draining and self.connections.get(c.fd) is c:
-            self._read_et(c)
+            self._read(c)
+
+    def _read_et_tls(self, c: Conn) -> None:
+        """``_read_et`` for TLS: each chunk of ciphertext goes through ``_tls_input`` (decrypt, decode, flush)."""
+        if c._tls is None:
+            self._read_et(c)  # a client's plain connection
+            return
+        budget = self.io_chunk
+        fd, cbuf, cap = c.fd, self._cbuf, self.buffer_cap
+        while True:
+            n = _read_nowait(fd, cbuf, cap)
+            if n <= 0:
+                if n == 0:
+                    self._tls_eof(c)
+                elif n == -_EINTR:
+                    continue
+                elif n != -_EAGAIN:
+                    self._tls_error(c, unix.syscall_error("read", -n))
+                return
+            self._tls_input(c, n)
+            if not c._opened or c._paused or c._draining:
+                return
+            budget -= n
+            if budget <= 0:
+                self.poller.trigger(self._resume_read_et, c)
+                return
 
     def _write(self, c: Conn) -> None:
         """Write until EAGAIN, empty, or the chunk is used up (gnet v2's edge-triggered ``write``)."""

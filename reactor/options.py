@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import ssl
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .load_balancer import LoadBalancing
@@ -25,6 +26,7 @@ __all__ = [
     "ASYNC_WRITE_LIMIT_FACTOR",
     "DEFAULT_ASYNC_WRITE_LIMIT",
     "DEFAULT_READ_BUFFER_CAP",
+    "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
     "DEFAULT_WRITE_BUFFER_CAP",
     "MAX_EVENT_LOOPS",
     "MAX_WORKERS",
@@ -54,6 +56,8 @@ MAX_EVENT_LOOPS = 10_000
 MAX_WORKERS = 1024
 #: The kernel's limit for TCP_KEEPIDLE / TCP_KEEPINTVL (MAX_TCP_KEEPIDLE in include/net/tcp.h).
 MAX_TCP_KEEPALIVE = 32767
+#: Seconds a TLS handshake may take from the connection's registration (``tls_handshake_timeout``).
+DEFAULT_TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 def normalize_read_buffer_cap(cap: int) -> int:
@@ -138,6 +142,18 @@ class Options:
     idle_timeout: float = 0.0
     #: Client only: seconds ``Client.dial`` waits for a connection to be established.
     dial_timeout: float = 10.0
+    #: TLS (new; gnet has none): a server-side ``ssl.SSLContext`` makes ``serve``
+    #: speak TLS on every connection (``PROTOCOL_TLS_SERVER`` or
+    #: ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``, with
+    #: ``load_cert_chain``); handlers see plaintext, and ``on_opened`` runs once
+    #: the handshake has completed. For a :class:`reactor.Client`, a client-side
+    #: context used by every ``dial`` that does not pass its own. SNI and ALPN
+    #: come from the context (``sni_callback``, ``set_alpn_protocols``). TCP and
+    #: Unix sockets only. See :mod:`reactor.tls`.
+    tls: ssl.SSLContext | None = None
+    #: Seconds a TLS handshake may take before the connection is closed with
+    #: a ``TimeoutError`` (a peer that connects and never speaks, or stalls).
+    tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT
 
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied; unknown names raise ``TypeError`` listing the valid ones."""
@@ -150,7 +166,21 @@ class Options:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid option (before anything is bound)."""
+        """Raise ``ValueError`` naming the first invalid option (before anything is bound).
+
+        :raises TypeError: ``tls`` is not an ``ssl.SSLContext`` (which side it is for is
+            checked by ``serve`` and ``Client``, which know the side).
+        """
+        if self.tls is not None and not isinstance(self.tls, ssl.SSLContext):
+            raise TypeError(f"option tls must be an ssl.SSLContext (or None), got {type(self.tls).__name__} "
+                            f"{self.tls!r:.80}")
+        if (
+            not isinstance(self.tls_handshake_timeout, (int, float))
+            or isinstance(self.tls_handshake_timeout, bool)
+            or not 0 < self.tls_handshake_timeout < float("inf")
+        ):
+            raise ValueError(f"option tls_handshake_timeout must be a positive number of seconds, "
+                             f"got {self.tls_handshake_timeout!r}")
         for name in ("multicore", "reuse_port", "reuse_addr", "tcp_no_delay", "lock_os_thread", "ticker",
                      "edge_triggered"):
             if not isinstance(getattr(self, name), bool):
@@ -299,3 +329,5 @@ class ServeOptions(TypedDict, total=False):
     edge_triggered_io_chunk: int
     idle_timeout: float
     dial_timeout: float
+    tls: ssl.SSLContext | None
+    tls_handshake_timeout: float

@@ -26,6 +26,7 @@ from .handler import Action, check_handler
 from .internal import unix
 from .listener import Listener, init_listener, parse_proto_addr
 from .options import Options, ServeOptions, make_logger, normalize_read_buffer_cap
+from .tls import check_context
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -92,11 +93,21 @@ def serve(handler: object, proto_addr: str, *, options: Options | None = None, *
     (``unix://@name`` for the abstract namespace; ``"host:port"`` alone means tcp). Options come from
     ``options`` with ``opts`` keywords applied on top.
 
+    With ``tls=ctx`` (a server-side ``ssl.SSLContext``) every connection
+    speaks TLS (TCP and Unix sockets): the loop runs the handshake and the
+    record layer in memory (:mod:`reactor.tls`), handlers see plaintext, and
+    ``on_opened`` runs once the handshake has completed. A handshake that
+    fails or does not complete within ``tls_handshake_timeout`` closes that
+    connection only, logged; such a connection never reaches the handler
+    (no ``on_opened``, no ``on_closed``, not in ``count_connections``).
+
     :raises TypeError: a wrong type where nothing could work, before anything
         is bound: a handler class instead of an instance, an object with none
         of the callbacks, a codec class or a non-codec, ``options`` that is
-        not an :class:`Options`, an address that is not a str; an unknown option name.
-    :raises ValueError: an invalid option (before anything is bound).
+        not an :class:`Options`, an address that is not a str; an unknown option name;
+        ``tls`` that is not an ``ssl.SSLContext``.
+    :raises ValueError: an invalid option (before anything is bound); ``tls`` with a
+        client-side context (``PROTOCOL_TLS_CLIENT``) or on a UDP address.
     :raises reactor.UnsupportedProtocolError: unknown network scheme.
     :raises reactor.InvalidNetworkAddressError: malformed address.
     :raises OSError: bind/listen failed (e.g. ``EADDRINUSE``).
@@ -109,6 +120,12 @@ def serve(handler: object, proto_addr: str, *, options: Options | None = None, *
         raise TypeError(f"proto_addr must be a str like 'tcp://127.0.0.1:9000', got {type(proto_addr).__name__} "
                         f"{proto_addr!r:.80}")
     network, address = parse_proto_addr(proto_addr)
+    if o.tls is not None:
+        check_context(o.tls, server_side=True, what="serve(tls=...)")
+        if network.startswith("udp"):
+            raise ValueError(
+                f"serve(tls=...) is for stream sockets (tcp, unix), not {network!r}: DTLS is not supported"
+            )
     if o.workers > 1:
         _serve_workers(handler, network, address, proto_addr, o)
         return
