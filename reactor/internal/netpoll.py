@@ -218,11 +218,14 @@ class Poller:
                     except BlockingIOError:
                         pass
             if woken:
-                # gnet drains the urgent queue until empty; only the tasks
-                # present now run here, so an urgent task that queues
-                # another (a wake answering itself) cannot keep the loop
-                # from ever polling again. The rest run next round.
-                for _ in range(len(urgent)):
+                # gnet drains the urgent queue until empty. Urgent tasks
+                # queued meanwhile still run before the normal ones, but at
+                # most a batch more than were queued at the start, so an
+                # urgent task that queues another cannot keep the loop from
+                # ever polling again; the rest run next round.
+                budget = len(urgent) + MAX_ASYNC_TASKS_AT_ONE_TIME
+                while urgent and budget:
+                    budget -= 1
                     fn, args = urgent.popleft()
                     try:
                         fn(*args)

@@ -302,6 +302,33 @@ def test_urgent_tasks_are_not_limited(
     poller.delete(a.fileno())
 
 
+def test_an_urgent_task_requeuing_itself_does_not_stop_polling(
+    poller: Poller, run_polling: Callable[..., PollThread], stack: contextlib.ExitStack
+) -> None:
+    """Urgent tasks queued during the drain still run before normal ones, but a self-requeuing one yields to events."""
+    a, b = socketpair(stack)
+    poller.add_read(a.fileno())
+    seen = threading.Event()
+    spins = [0]
+    give_up = time.monotonic() + 3 * WAIT_S  # bounded even if the poller never yields
+
+    def spin() -> None:
+        spins[0] += 1
+        if not seen.is_set() and time.monotonic() < give_up:
+            poller.urgent_trigger(spin)
+
+    def on_event(fd: int, ev: int) -> None:
+        a.recv(16)
+        seen.set()
+
+    run_polling(on_event)
+    poller.urgent_trigger(spin)
+    wait_until(lambda: spins[0] > 1000)
+    b.send(b"x")  # an event must get through while spin keeps re-queuing itself
+    assert seen.wait(WAIT_S), f"the readable fd was never polled ({spins[0]} spins)"
+    poller.delete(a.fileno())
+
+
 def test_task_queued_by_a_task_runs(poller: Poller, run_polling: Callable[..., PollThread]) -> None:
     """A task queued while the loop drains (wake-up flag still set) still gets a wake-up."""
     done = threading.Event()
