@@ -38,7 +38,7 @@ import dataclasses
 import re
 from typing import Protocol
 
-from .request import _NON_CTL, HTTPError, Request, parse_fields, parse_head
+from .request import HTTPError, Request, check_line_endings, parse_fields, parse_head
 
 __all__ = ["ByteBuffer", "Limits", "RequestParser", "Source"]
 
@@ -118,6 +118,7 @@ class RequestParser:
         "req",
         "scanned",
         "total",
+        "window",
     )
 
     def __init__(self, limits: Limits | None = None) -> None:
@@ -134,6 +135,8 @@ class RequestParser:
         self.head_pending = False
         #: For the codec: whether it armed the connection's header deadline.
         self.deadline_armed = False
+        #: Most bytes copied at once to parse heads: a head within the limit always fits.
+        self.window = max(_WINDOW, self.limits.max_header_size + 4)
 
     @property
     def closed(self) -> bool:
@@ -154,15 +157,24 @@ class RequestParser:
             while True:
                 phase = self.phase
                 if phase == _HEAD:
-                    avail = src.inbound_buffered()
-                    if not avail:
-                        self.head_pending = False
-                        break
-                    end = src.find(b"\r\n\r\n", self.scanned)
-                    if end < 0:
-                        self._head_incomplete(src, avail)
-                        break
-                    if self._heads(src, avail, end, batch):
+                    window = self.window
+                    if self.scanned:
+                        # A head is arriving piece by piece: search only
+                        # what is new (and the 3 bytes before it).
+                        end = src.find(b"\r\n\r\n", self.scanned)
+                        if end < 0:
+                            self._head_incomplete(src, src.inbound_buffered())
+                            break
+                        data = src.peek(window)
+                    else:
+                        # A new head: one copy of what is buffered (the whole
+                        # pipeline, usually one read), searched in place.
+                        data = src.peek(window)
+                        end = data.find(b"\r\n\r\n")
+                        if end < 0:
+                            self._head_incomplete(src, len(data) if len(data) < window else src.inbound_buffered())
+                            break
+                    if self._heads(src, data, end, window, batch):
                         break
                 elif phase == _BODY:
                     avail = src.inbound_buffered()
@@ -218,16 +230,17 @@ class RequestParser:
         self.scanned = n - 3 if n > 3 else 0
         self.head_pending = n > 0
 
-    def _heads(self, src: Source, avail: int, end: int, batch: list[Request]) -> bool:
-        """Parse the complete heads at the front of ``src`` (the first ends at ``end``); True: the batch is done.
+    def _heads(self, src: Source, data: bytes, end: int, window: int, batch: list[Request]) -> bool:
+        """Parse the complete heads at the front of ``data`` (the first ends at ``end``); True: stop parsing.
 
-        They are parsed from one copy of the buffered bytes (at most
-        ``_WINDOW``) with ``bytes.find``, and consumed with one ``discard``:
-        a pipeline of 16 GETs costs one ``peek``, not 16 rounds of buffer calls.
+        ``data`` is a copy of the first ``window`` bytes of ``src``; the
+        heads are split with ``bytes.find`` and consumed with one
+        ``discard``: a pipeline of 16 GETs costs one ``peek``, not 16 rounds
+        of buffer calls.
         """
         limits = self.limits
         max_header = limits.max_header_size
-        data = src.peek(avail if avail <= _WINDOW else end + 4)
+        avail = len(data)
         self.scanned = 0
         self.head_pending = False
         pos = 0
@@ -249,7 +262,7 @@ class RequestParser:
             else:
                 length = req.body_length
                 if length:
-                    if req.expect_continue and size == avail:
+                    if req.expect_continue and size == avail and src.inbound_buffered() == size:
                         # None of the body has come: the client waits for 100
                         # Continue, which must follow the answers to the
                         # requests before this one. Those go out first; this
@@ -281,9 +294,10 @@ class RequestParser:
             if end < 0:
                 break
         src.discard(pos)
-        # pos == avail: nothing left. Otherwise the caller goes on with a
-        # body, or with the partial head after these (searched again once).
-        return done or pos == avail
+        # Nothing left (the window held it all and all is parsed): stop.
+        # Otherwise the caller goes on with a body, the partial head after
+        # these (searched again once), or what the window did not hold.
+        return done or (pos == avail and avail < window)
 
     def _chunked(self, src: Source, batch: list[Request]) -> bool:
         """One step of a chunked body (RFC 9112 §7.1); False when more bytes are needed or the batch is done."""
@@ -355,8 +369,7 @@ class RequestParser:
             raise HTTPError(431, f"trailer block over {limits.max_header_size} bytes")
         block = src.next(end + 4)
         self.scanned = 0
-        if len(block.translate(None, _NON_CTL)) != 2 * block.count(b"\r\n"):
-            raise HTTPError(400, "control character or bare CR/LF in the trailer section")
+        check_line_endings(block)
         trailers, _ = parse_fields(block.decode("latin-1").split("\r\n")[:-2])
         return not self._finish_chunked(trailers, batch)
 
