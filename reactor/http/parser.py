@@ -38,7 +38,7 @@ import dataclasses
 import re
 from typing import Protocol
 
-from .request import HTTPError, Request, check_line_endings, parse_fields, parse_head
+from .request import HTTPError, Request, _check_line_endings, parse_fields, parse_head
 
 __all__ = ["ByteBuffer", "Limits", "RequestParser", "Source"]
 
@@ -369,7 +369,7 @@ class RequestParser:
             raise HTTPError(431, f"trailer block over {limits.max_header_size} bytes")
         block = src.next(end + 4)
         self.scanned = 0
-        check_line_endings(block)
+        _check_line_endings(block)
         trailers, _ = parse_fields(block.decode("latin-1").split("\r\n")[:-2])
         return not self._finish_chunked(trailers, batch)
 

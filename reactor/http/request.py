@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["HTTPError", "Request", "check_line_endings", "parse_head"]
+__all__ = ["HTTPError", "Request", "parse_head"]
 
 
 class HTTPError(Exception):
@@ -198,7 +198,7 @@ _CTL_CRLF_MAP = bytes((0x01 if b == 0x7F else 0x7F) if b < 0x20 and b != 9 or b 
 _FRAMING = frozenset(("transfer-encoding", "content-length", "connection", "expect"))
 
 
-def check_line_endings(block: bytes) -> None:
+def _check_line_endings(block: bytes) -> None:
     """Refuse a block with a control character (but HTAB), or a CR or LF that is not part of a CRLF.
 
     RFC 9112 §2.2: a bare CR must be refused; a bare LF is where a front end
@@ -224,7 +224,7 @@ def parse_head(head: bytes, max_body: int) -> Request | None:
     about as much as a header line's checks.
     """
     if head[0] == 13:  # b"\r": RFC 9112 §2.2 lets a server skip an empty line here
-        check_line_endings(head[:2])
+        _check_line_endings(head[:2])
         return None
     # With the CRLFs removed, no CR, LF or other control character (HTAB
     # aside) may be left: one replace and one translate find them all.
