@@ -16,6 +16,8 @@ with gnet v2's fixes where they fix something; see docs/.
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__  # the one place it is written
+from .client import BlockingConn, Client
 from .codec import (
     BuiltInFrameCodec,
     DecoderConfig,
@@ -26,19 +28,18 @@ from .codec import (
     LengthFieldBasedFrameCodec,
     LineBasedFrameCodec,
 )
-from .client import BlockingConn, Client
 from .connection import Conn, UDPConn
 from .errors import (
     ClientNotStartedError,
     CodecError,
     FrameTooLongError,
     InvalidFixedLengthError,
-    TooLessLengthError,
-    UnsupportedLengthError,
     InvalidNetworkAddressError,
     ReactorError,
     ServerInShutdownError,
+    TooLessLengthError,
     TooManyEventLoopThreadsError,
+    UnsupportedLengthError,
     UnsupportedProtocolError,
     WorkerError,
     WriteBufferFullError,
@@ -47,7 +48,6 @@ from .handler import Action, EventHandler, EventServer
 from .load_balancer import LoadBalancing
 from .options import Options
 from .server import Server, serve, stop
-from ._version import __version__ as __version__  # the one place it is written
 
 __all__ = [
     "Action",

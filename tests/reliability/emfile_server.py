@@ -23,7 +23,6 @@ import os
 import resource
 import signal
 import sys
-from typing import Optional
 
 import reactor
 from reactor import Action
@@ -31,14 +30,14 @@ from reactor import Action
 
 class Echo(reactor.EventServer):
     def __init__(self) -> None:
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
 
     def on_init_complete(self, server: reactor.Server) -> Action:
         self.server = server
         print(f"PORT {server.addr[1]} FDS {len(os.listdir('/proc/self/fd')) - 1}", flush=True)
         return Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return frame, Action.NONE
 
 

@@ -19,12 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Optional, Union
-
-import reactor
-from reactor import Action
+from typing import Any
 
 import netsupport  # tests/netsupport.py: tests/ is on sys.path (tests/conftest.py's folder)
+import reactor
+from reactor import Action
 
 #: RELIABILITY_FULL=1 runs the full-size variants (see docs/reliability.md).
 FULL = os.environ.get("RELIABILITY_FULL", "") not in ("", "0")
@@ -32,7 +31,7 @@ FULL = os.environ.get("RELIABILITY_FULL", "") not in ("", "0")
 SOCK_TIMEOUT = 10.0  # no single recv/send may block longer than this
 WAIT = 10.0  # upper bound for "this should happen soon"
 
-Address = Union[tuple, str]
+Address = tuple | str
 
 
 # --- waiting -------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ def pattern(n: int, salt: int = 0) -> bytes:
 
 
 # --- process facts -------------------------------------------------------------------------
-def rss_bytes(pid: Union[int, str] = "self") -> int:
+def rss_bytes(pid: int | str = "self") -> int:
     """Resident set size from /proc/<pid>/status (VmRSS)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -199,28 +198,28 @@ class Recorder(reactor.EventServer):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.opened: list[reactor.Conn] = []
-        self.closed: list[tuple[reactor.Conn, Optional[BaseException]]] = []
+        self.closed: list[tuple[reactor.Conn, BaseException | None]] = []
         self.opened_at: dict[int, float] = {}
         self.closed_at: dict[int, float] = {}
-        self.server: Optional[reactor.Server] = None
+        self.server: reactor.Server | None = None
 
     def on_init_complete(self, server: reactor.Server) -> Action:
         self.server = server
         return Action.NONE
 
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         with self.lock:
             self.opened.append(c)
             self.opened_at[id(c)] = time.monotonic()
         return None, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         with self.lock:
             self.closed.append((c, err))
             self.closed_at[id(c)] = time.monotonic()
         return Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return frame, Action.NONE
 
     # --- test-thread side ---
@@ -237,12 +236,12 @@ class Recorder(reactor.EventServer):
         with self.lock:
             return list(self.opened)
 
-    def wait_closed(self, n: int, timeout: float = WAIT) -> list[tuple[reactor.Conn, Optional[BaseException]]]:
+    def wait_closed(self, n: int, timeout: float = WAIT) -> list[tuple[reactor.Conn, BaseException | None]]:
         wait_until(lambda: self.n_closed() >= n, timeout, f"{n} on_closed")
         with self.lock:
             return list(self.closed)
 
-    def error_of(self, c: reactor.Conn, timeout: float = WAIT) -> Optional[BaseException]:
+    def error_of(self, c: reactor.Conn, timeout: float = WAIT) -> BaseException | None:
         """The error ``c`` was closed with (waits for its ``on_closed``)."""
         def done() -> bool:
             with self.lock:
@@ -260,7 +259,7 @@ class Recorder(reactor.EventServer):
         """The server-side Conn of a client TCP socket (matched by the client's port)."""
         port = sock.getsockname()[1]
 
-        def find() -> Optional[reactor.Conn]:
+        def find() -> reactor.Conn | None:
             with self.lock:
                 for c in self.opened:
                     ra = c.remote_addr
@@ -285,8 +284,8 @@ class ServerThread:
         self.handler = handler
         self.proto_addr = proto_addr
         self.opts = opts
-        self.server: Optional[reactor.Server] = None
-        self.error: Optional[BaseException] = None
+        self.server: reactor.Server | None = None
+        self.error: BaseException | None = None
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="rel-serve", daemon=True)
 
@@ -308,7 +307,7 @@ class ServerThread:
             handler.__dict__.pop("on_init_complete", None)  # no cycle handler -> closure -> self
             self._ready.set()
 
-    def start(self, timeout: float = WAIT) -> "ServerThread":
+    def start(self, timeout: float = WAIT) -> ServerThread:
         self.thread.start()
         assert self._ready.wait(timeout), "server did not become ready"
         if self.error is not None:
@@ -360,7 +359,7 @@ class Sampler:
             self.peak = max(self.peak, v)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -375,7 +374,7 @@ class Worker:
     def __init__(self, fn: Callable[[], Any], name: str = "rel-worker") -> None:
         self._fn = fn
         self._value: Any = None
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 

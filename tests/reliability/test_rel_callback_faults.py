@@ -15,20 +15,19 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
-from reactor import Action
-
 from netsupport import open_fds
+from reactor import Action
 from reliability_support import (
     SOCK_TIMEOUT,
     Recorder,
     echo_round_trip,
-    read_until_closed,
     reactor_records,
+    read_until_closed,
     wait_until,
 )
 
@@ -50,7 +49,7 @@ class Faulty(Recorder):
         ra = c.remote_addr
         return isinstance(ra, tuple) and ra[1] in self.victims
 
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         result = super().on_opened(c)
         if self.is_victim(c):
             if self.fault == "on_opened":
@@ -61,14 +60,14 @@ class Faulty(Recorder):
                 return "welcome", Action.NONE  # type: ignore[return-value]
         return result
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         victim = self.is_victim(c)
         super().on_closed(c, err)
         if victim and self.fault == "on_closed":
             raise Boom("on_closed failed")
         return Action.NONE
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if frame == b"big":
             return b"B" * (4 << 20), Action.NONE
         if self.is_victim(c):
@@ -104,7 +103,7 @@ class FaultyLineCodec(reactor.LineBasedFrameCodec):
         super().__init__()
         self.h = h
 
-    def decode(self, c: reactor.Conn) -> Optional[bytes]:
+    def decode(self, c: reactor.Conn) -> bytes | None:
         if self.h.is_victim(c):
             if self.h.fault == "decode":
                 raise Boom("decode failed")

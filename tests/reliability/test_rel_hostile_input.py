@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -33,7 +33,7 @@ MiB = 1024 * 1024
 READ_CAP = 64 * 1024  # the default read_buffer_cap: the most one read adds
 
 
-def send_until_refused(sock: socket.socket, chunk: bytes, total: int, prefix: bytes = b"") -> tuple[int, Optional[str]]:
+def send_until_refused(sock: socket.socket, chunk: bytes, total: int, prefix: bytes = b"") -> tuple[int, str | None]:
     """Send ``prefix``, then ``chunk`` again and again up to ``total`` bytes, until the server cuts the
     connection: ``(bytes of chunk sent, the error's class name)``, or ``(sent, None)`` if all of it went."""
     sent = 0
@@ -106,7 +106,10 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), BAD_REQUESTS, ids=[f"{i}-{s}" for i, (_, s) in enumerate(BAD_REQUESTS)])
+BAD_REQUEST_IDS = [f"{i}-{s}" for i, (_, s) in enumerate(BAD_REQUESTS)]
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), BAD_REQUESTS, ids=BAD_REQUEST_IDS)
 def test_http_bad_request_gets_its_status_and_a_close(request_bytes: bytes, status: int, start_server: Any,
                                                       socks: Any) -> None:
     h = RecordingHTTP()
@@ -126,7 +129,8 @@ def test_http_bad_request_gets_its_status_and_a_close(request_bytes: bytes, stat
     assert data.startswith(b"HTTP/1.1 %d " % status), data[:120]
     assert b"\r\nConnection: close\r\n" in data
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1])
+    length_line = next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    length = int(length_line.split(b":")[1])
     assert len(body) == length, "the error answer was cut short"
     assert how == "eof"
     assert h.error_of(bad_conn) is None  # the example closes on purpose: a clean close
@@ -226,7 +230,7 @@ class InboundAtClose(Recorder):
         super().__init__()
         self.inbound_at_close: dict[int, int] = {}
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         self.inbound_at_close[id(c)] = c.inbound_buffered()
         return super().on_closed(c, err)
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -44,16 +44,16 @@ class CountingEcho(Recorder):
         self.partial = 0  # a write left bytes in the outbound buffer (EAGAIN or a partial write)
         self.behind = 0  # output queued behind earlier output: flushed later with writev
 
-    def on_opened(self, c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def on_opened(self, c: reactor.Conn) -> tuple[bytes | None, Action]:
         c.context = [0]
         return super().on_opened(c)
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         with self.lock:
             self.totals.append(c.context[0] if c.context else -1)  # the context is cleared after on_closed
         return super().on_closed(c, err)
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         c.context[0] += len(frame)
         return frame, Action.NONE
@@ -120,7 +120,7 @@ PER_THREAD = 4000
 
 
 class Holder(Recorder):
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return None, Action.NONE  # this test only writes from other threads
 
 

@@ -17,21 +17,20 @@ import gc
 import os
 import random
 import signal
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import tracemalloc
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import reactor
-from reactor import Action
-
 from netsupport import children_of, free_port
+from reactor import Action
 from reliability_support import (
     FULL,
     SOCK_TIMEOUT,
@@ -149,7 +148,7 @@ def test_stop_during_a_64_mib_transfer_is_prompt(reuse_port: bool, start_server:
     # One more client sends and never reads: the server holds output it cannot deliver.
     hog = connect(bg.addr, rcvbuf=16 * 1024)
 
-    def sender(i: int) -> Optional[str]:
+    def sender(i: int) -> str | None:
         stream = PRNGStream(i, size)
         try:
             while True:
@@ -161,7 +160,7 @@ def test_stop_during_a_64_mib_transfer_is_prompt(reuse_port: bool, start_server:
         except OSError as e:
             return type(e).__name__
 
-    def receiver(i: int) -> Optional[str]:
+    def receiver(i: int) -> str | None:
         stream = PRNGStream(i, size)
         try:
             while received[i] < size:
@@ -179,7 +178,7 @@ def test_stop_during_a_64_mib_transfer_is_prompt(reuse_port: bool, start_server:
         except OSError as e:
             return type(e).__name__
 
-    def hog_sender() -> Optional[str]:
+    def hog_sender() -> str | None:
         try:
             for _ in range(64):
                 hog.sendall(b"h" * (128 * 1024))
@@ -220,7 +219,7 @@ class StopOn(Recorder):
         self.ticks = 0
         self.stop_returned = threading.Event()
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if frame == b"stop":
             if self.how == "react-reactor.stop":
                 reactor.stop(self.proto_addr)  # from the server's own thread: only signals

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -47,7 +47,7 @@ BIG = pattern(32 * MiB)
 class BigOnGo(Recorder):
     """``GO`` gets a 32 MiB answer; anything else is echoed."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         if frame == b"GO":
             return BIG, Action.NONE
         return frame, Action.NONE
@@ -93,7 +93,7 @@ def test_rst_in_the_middle_of_a_large_response(edge_triggered: bool, start_serve
 class SendN(Recorder):
     """Line codec: a line holding a number n gets n pattern bytes (plus the codec's newline)."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         return pattern(int(frame)), Action.NONE
 
@@ -145,7 +145,7 @@ CAP = 2 * MiB
 class FreshResponses(Recorder):
     """Each REQ-byte request gets its own freshly allocated 1 MiB answer (so buffering costs real memory)."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return bytes(bytearray(pattern(RESP))), Action.NONE
 
 
@@ -225,7 +225,7 @@ SHARED_RESP = pattern(RESP)
 class SharedResponses(Recorder):
     """Each 16-byte request gets the same 1 MiB bytes object (so buffering costs no memory here)."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return SHARED_RESP, Action.NONE
 
 
@@ -313,7 +313,7 @@ def test_reset_before_accept_in_backlog_is_not_fatal(start_server: Any, socks: A
     release = threading.Event()
 
     class Busy(Recorder):
-        def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+        def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
             if frame == b"block":
                 release.wait(SOCK_TIMEOUT)  # hold the only loop (main reactor still accepts)
                 return b"done", Action.NONE

@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -87,7 +87,7 @@ def test_slowloris_is_closed_by_idle_timeout_but_an_active_client_is_not(
 class DeadlineCommands(Recorder):
     """Line protocol: ``deadline S`` arms a deadline in S seconds, ``clear`` cancels it, anything else echoes."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         if frame.startswith(b"deadline "):
             c.set_deadline(float(frame.split()[1]))
@@ -199,7 +199,7 @@ def test_set_deadline_rejects_bad_values(deadline_server: Any, socks: Any) -> No
 
 # --- output progress counts as activity ---------------------------------------------------------------
 class BigOnRequest(Recorder):
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         assert frame is not None
         return pattern(int(frame)), Action.NONE
 
@@ -247,7 +247,7 @@ def test_stalled_reader_is_closed_by_idle_timeout(half_closed: bool, start_serve
 class Pusher(Recorder):
     """Never answers frames; output comes only from another thread's async_write."""
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         return None, Action.NONE
 
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reactor
+from netsupport import connect_nodelay, recv_up_to
 from reactor import (
     Action,
     BuiltInFrameCodec,
@@ -39,8 +40,6 @@ from reactor import (
     TooLessLengthError,
     UnsupportedLengthError,
 )
-
-from netsupport import connect_nodelay, recv_up_to
 
 SOCK_TIMEOUT = 3.0
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -290,7 +289,7 @@ def test_builtin_codec_returns_everything_buffered(data: Any, chunks_data: bytes
 
 
 # --- gnet's codec unit tests ---------------------------------------------------------------------------
-def _lf(field_len: int, order: str = "big", strip: Optional[int] = None, **dec: Any) -> LengthFieldBasedFrameCodec:
+def _lf(field_len: int, order: str = "big", strip: int | None = None, **dec: Any) -> LengthFieldBasedFrameCodec:
     return LengthFieldBasedFrameCodec(
         EncoderConfig(byte_order=order, length_field_length=field_len),
         DecoderConfig(
@@ -318,10 +317,11 @@ def test_length_field_encode_rejects_payload_too_big_for_field(field_len: int, t
 @pytest.mark.parametrize("field_len", [4, 8])
 def test_length_field_encode_checks_4_and_8_byte_fields_too(field_len: int) -> None:
     # gnet truncates silently; reactor refuses (an adjustment stands in for a 4 GiB payload).
-    codec = LengthFieldBasedFrameCodec(EncoderConfig(length_field_length=field_len, length_adjustment=1 << (8 * field_len)))
+    too_far = 1 << (8 * field_len)
+    codec = LengthFieldBasedFrameCodec(EncoderConfig(length_field_length=field_len, length_adjustment=too_far))
     with pytest.raises(CodecError):
         codec.encode(None, b"")  # type: ignore[arg-type]
-    ok = LengthFieldBasedFrameCodec(EncoderConfig(length_field_length=field_len, length_adjustment=(1 << (8 * field_len)) - 2))
+    ok = LengthFieldBasedFrameCodec(EncoderConfig(length_field_length=field_len, length_adjustment=too_far - 2))
     assert ok.encode(None, b"x") == b"\xff" * field_len + b"x"  # type: ignore[arg-type]
 
 
@@ -557,16 +557,16 @@ class RecordingServer(reactor.EventServer):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.frames: list[bytes] = []
-        self.closed: list[Optional[BaseException]] = []
+        self.closed: list[BaseException | None] = []
         self.got = threading.Condition(self.lock)
 
-    def react(self, frame: Optional[bytes], c: reactor.Conn) -> tuple[Optional[bytes], Action]:
+    def react(self, frame: bytes | None, c: reactor.Conn) -> tuple[bytes | None, Action]:
         with self.got:
             self.frames.append(frame)  # type: ignore[arg-type]
             self.got.notify_all()
         return frame, Action.NONE
 
-    def on_closed(self, c: reactor.Conn, err: Optional[BaseException]) -> Action:
+    def on_closed(self, c: reactor.Conn, err: BaseException | None) -> Action:
         with self.got:
             self.closed.append(err)
             self.got.notify_all()
@@ -636,7 +636,7 @@ class ProbeCodec:
         if real != fake:
             self.mismatches.append(f"{what}: real {real!r} != fake {fake!r}")
 
-    def decode(self, c: reactor.Conn) -> Optional[bytes]:
+    def decode(self, c: reactor.Conn) -> bytes | None:
         self.calls += 1
         if c.has_leftover():
             self.saw_leftover = True
@@ -690,7 +690,7 @@ class FindProbe:
     def encode(self, c: Any, data: bytes) -> bytes:
         return data
 
-    def decode(self, c: reactor.Conn) -> Optional[bytes]:
+    def decode(self, c: reactor.Conn) -> bytes | None:
         leftover = bool(c._inbound)  # type: ignore[attr-defined]
         self.results.append((leftover, c.peek(-1), c.find(b"x", -1)))
         if leftover:
