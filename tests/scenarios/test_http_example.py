@@ -13,9 +13,8 @@ import time
 import pytest
 
 import reactor
-from reactor.examples.http import MAX_BODY, MAX_HEADER, HTTPCodec, HTTPServer
-
 from netsupport import free_port, listening_line, process_with_stderr, recv_until_eof
+from reactor.examples.http import MAX_BODY, MAX_HEADER, HTTPCodec, HTTPServer
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
