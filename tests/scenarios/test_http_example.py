@@ -179,7 +179,9 @@ def test_a_pipeline_read_at_once_is_answered_with_one_write(depth: int) -> None:
         assert proc.wait(timeout=10) == 0
 
 
-@pytest.mark.parametrize("extra", [[], ["--loops", "2"], ["--loops", "2", "--reuse-port"]], ids=["1", "2", "2-reuseport"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--loops", "2"], ["--loops", "2", "--reuse-port"]], ids=["1", "2", "2-reuseport"]
+)
 def test_example_process_serves_and_exits_0_on_sigterm(extra: list[str]) -> None:
     """The README's main command: serves the seed response, SIGTERM stops it cleanly with exit code 0."""
     port = free_port()
