@@ -1,5 +1,7 @@
 """An echo server: every byte a client sends comes back to it."""
 
+import sys
+
 import reactor
 
 
@@ -14,8 +16,13 @@ class Echo(reactor.EventServer):
 
 def main(addr="tcp://127.0.0.1:9000"):
     # Blocks until the server shuts down; one event loop per CPU.
-    reactor.serve(Echo(), addr, multicore=True)
+    # reuse_addr: a restart may bind the port at once, even while the last
+    # run's connections wait out TIME_WAIT ("Address already in use").
+    reactor.serve(Echo(), addr, multicore=True, reuse_addr=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main(*sys.argv[1:])  # an address argument, e.g. tcp://127.0.0.1:0, replaces the default
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: serve() stopped the server before passing the interrupt on

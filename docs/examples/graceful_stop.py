@@ -53,7 +53,7 @@ def main(addr="tcp://127.0.0.1:9004"):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    reactor.serve(handler, addr, codec=reactor.LineBasedFrameCodec())
+    reactor.serve(handler, addr, codec=reactor.LineBasedFrameCodec(), reuse_addr=True)
     log("serve() returned")
 
 

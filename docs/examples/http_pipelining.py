@@ -7,6 +7,7 @@ sends them all. A request cut in two by the network stays buffered until
 the rest arrives.
 """
 
+import sys
 import time
 
 import reactor
@@ -57,8 +58,11 @@ class HTTPServer(reactor.EventServer):
 
 
 def main(addr="tcp://127.0.0.1:8080"):
-    reactor.serve(HTTPServer(), addr, codec=HTTPCodec(), multicore=True)
+    reactor.serve(HTTPServer(), addr, codec=HTTPCodec(), multicore=True, reuse_addr=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main(*sys.argv[1:])  # an address argument, e.g. tcp://127.0.0.1:0, replaces the default
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: serve() stopped the server before passing the interrupt on

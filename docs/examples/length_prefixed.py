@@ -6,6 +6,7 @@ half a frame or three of them, and decode() sorts that out.
 """
 
 import struct
+import sys
 
 import reactor
 
@@ -45,8 +46,11 @@ class Upper(reactor.EventServer):
 
 
 def main(addr="tcp://127.0.0.1:9001"):
-    reactor.serve(Upper(), addr, codec=LengthPrefixed())
+    reactor.serve(Upper(), addr, codec=LengthPrefixed(), reuse_addr=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main(*sys.argv[1:])  # an address argument, e.g. tcp://127.0.0.1:0, replaces the default
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: serve() stopped the server before passing the interrupt on

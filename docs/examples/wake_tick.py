@@ -5,6 +5,7 @@ c.wake() makes the connection's loop call react(None, c), whose answer is
 written like any other. A client line "bye" closes the connection.
 """
 
+import sys
 import threading
 
 import reactor
@@ -51,8 +52,11 @@ class Clock(reactor.EventServer):
 
 
 def main(addr="tcp://127.0.0.1:9003"):
-    reactor.serve(Clock(), addr, ticker=True, codec=reactor.LineBasedFrameCodec())
+    reactor.serve(Clock(), addr, ticker=True, codec=reactor.LineBasedFrameCodec(), reuse_addr=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main(*sys.argv[1:])  # an address argument, e.g. tcp://127.0.0.1:0, replaces the default
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: serve() stopped the server before passing the interrupt on

@@ -6,6 +6,7 @@ connection can come back in any order, since four workers run at once.
 """
 
 import hashlib
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,8 +38,11 @@ class Hasher(reactor.EventServer):
 
 
 def main(addr="tcp://127.0.0.1:9002"):
-    reactor.serve(Hasher(), addr, codec=reactor.LineBasedFrameCodec(), multicore=True)
+    reactor.serve(Hasher(), addr, codec=reactor.LineBasedFrameCodec(), multicore=True, reuse_addr=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main(*sys.argv[1:])  # an address argument, e.g. tcp://127.0.0.1:0, replaces the default
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: serve() stopped the server before passing the interrupt on

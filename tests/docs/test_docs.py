@@ -29,6 +29,7 @@ import importlib.util
 import inspect
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -186,6 +187,7 @@ TESTED_EXAMPLES = {
     "graceful_stop.py",
     "client_request.py",
     "client_handler.py",
+    "talk.py",
 }
 
 
@@ -369,6 +371,120 @@ def test_example_graceful_stop_sigterm() -> None:
     # on_closed for the open connection, then on_shutdown, then serve() returns.
     order = [rest.find("closed ('127.0.0.1'"), rest.find("on_shutdown"), rest.find("serve() returned")]
     assert -1 not in order and order == sorted(order), rest
+
+
+# --------------------------------------------------------------------------------------------------
+# the tutorial's client commands print what the page says they print
+# --------------------------------------------------------------------------------------------------
+#: ``<!-- client: PROGRAM [compare=MODE] -->``, a ```sh block with the command, a ```text block with its output.
+CLIENT_COMMAND = re.compile(
+    r"<!-- client: (?P<program>\S+?)(?: compare=(?P<mode>\w+))? -->\n```sh\n(?P<command>.*?)\n```\n\n?"
+    r"```text\n(?P<output>.*?)```",
+    re.DOTALL,
+)
+#: The port each example serves on by default, as the commands name it.
+DEFAULT_PORTS = {"echo.py": 9000, "http_pipelining.py": 8080, "length_prefixed.py": 9001,
+                 "worker_thread.py": 9002, "wake_tick.py": 9003, "graceful_stop.py": 9004}
+SERVER_EXAMPLES = sorted(DEFAULT_PORTS)
+
+
+def client_commands() -> list[tuple[str, str, str, str]]:
+    text = (DOCS / "tutorial.md").read_text()
+    return [(m["program"], m["mode"] or "exact", m["command"], m["output"]) for m in CLIENT_COMMAND.finditer(text)]
+
+
+def normalise_output(text: str, mode: str) -> list[str]:
+    text = re.sub(r"Date: [^\r\n]*", "Date: <now>", text.replace("\r\n", "\n"))
+    lines = text.rstrip("\n").split("\n")
+    if mode == "unordered":
+        return sorted(lines)
+    if mode == "ticks":  # tick numbers and how many come before "bye" depend on the clock
+        ticks = [re.sub(r"^tick \d+$", "tick N", line) for line in lines]
+        return [line for i, line in enumerate(ticks) if i == 0 or line != ticks[i - 1]]
+    assert mode == "exact", mode
+    return lines
+
+
+def test_every_server_section_gives_a_client_command() -> None:
+    programs = {program for program, *_ in client_commands()}
+    missing = set(SERVER_EXAMPLES) - programs
+    assert not missing and programs <= set(SERVER_EXAMPLES), f"sections without a checked client command: {missing}"
+
+
+@pytest.mark.parametrize(
+    "program, mode, command, expected", client_commands(), ids=[f"{c[0]}-{i}" for i, c in enumerate(client_commands())]
+)
+def test_tutorial_client_command_prints_what_the_page_shows(
+    program: str, mode: str, command: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the section's program, run its command with the real port, compare the output."""
+    if command.startswith("curl ") and shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    module = load_example(program)
+    if program == "graceful_stop.py":
+        monkeypatch.setattr(module.signal, "signal", lambda *args: None)  # only the main thread may
+    with running(module, monkeypatch) as srv:
+        port = srv.addr[1]
+        cmd = re.sub(rf"\b{DEFAULT_PORTS[program]}\b", str(port), command, count=1)
+        cmd = re.sub(r"^python ", shlex.quote(sys.executable) + " ", cmd)
+        result = subprocess.run(
+            cmd, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert result.returncode == 0, result.stderr
+    assert normalise_output(result.stdout, mode) == normalise_output(expected, mode), (
+        f"`{command}` printed:\n{result.stdout}\nbut tutorial.md shows:\n{expected}"
+    )
+
+
+def test_talk_escapes_what_a_terminal_would_not_show() -> None:
+    talk = load_example("talk.py")
+    assert talk.printable(b"\x00\x05ok\r\n\xff") == "\\x00\\x05ok\r\n\\xff"
+
+
+def wait_until_serving(port: int, proc: subprocess.Popen[bytes]) -> socket.socket:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the example did not start: {proc.communicate()[1]!r}") from None
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("program", SERVER_EXAMPLES)
+def test_example_exits_cleanly_on_ctrl_c_and_restarts_at_once(program: str) -> None:
+    """Ctrl-C with a client connected: status 0, no traceback; the same port binds again at once.
+
+    The server closes the client's connection first, which leaves it in
+    TIME_WAIT on the server's port: without SO_REUSEADDR the restart's
+    bind would fail with EADDRINUSE for up to a minute.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    argv = [sys.executable, str(EXAMPLES / program), f"tcp://127.0.0.1:{port}"]
+    for run in ("first", "restart"):
+        # SIGINT as an interactive shell leaves it (a background job may inherit it ignored).
+        proc = subprocess.Popen(
+            argv, env=env, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        )
+        try:
+            with wait_until_serving(port, proc) as client:
+                time.sleep(0.3)  # accepted and registered by a loop
+                proc.send_signal(signal.SIGINT)
+                read_to_eof(client)  # the server closes its side first
+            assert proc.wait(TIMEOUT) == 0, f"{run} run: exit status {proc.returncode}"
+            assert proc.stderr is not None
+            stderr = proc.stderr.read().decode()
+            assert "Traceback" not in stderr and "Error" not in stderr, f"{run} run printed:\n{stderr}"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
 
 
 # --------------------------------------------------------------------------------------------------
