@@ -209,8 +209,12 @@ def recording_server(
 def http_server(request: pytest.FixtureRequest, reactor_server: ServerFactory) -> BackgroundServer[HTTPHandler]:
     """A running :class:`~reactor.testing.HTTPHandler` with no routes yet (everything is 404).
 
-    Add routes with ``http_server.route("GET", "/x", b"hi")``; ``http_server.url``
-    is its base URL, ``http_server.requests`` what it received.
+    Add routes with ``http_server.route("GET", "/x", b"hi")``, or expectations
+    in pytest-httpserver's style with ``http_server.expect_request("/x").respond_with_json(...)``:
+    then a request no expectation or route answers gets a 500 and fails the
+    test at teardown (``http_server.fail_at_stop = False`` allows it).
+    ``http_server.url`` is its base URL (``url_for("/x")``), ``http_server.log``
+    the ``(request, response)`` pairs so far.
     """
     return reactor_server(HTTPHandler(), _network(request))
 

@@ -28,8 +28,11 @@ Ready-made handlers:
   every open/close event; ``wait_for``, ``assert_received``.
 * :class:`ScriptedHandler`: a conversation script (expected input → reply)
   that every connection must follow; a deviation fails the test.
-* :class:`HTTPHandler`: a route table answering HTTP/1.1 (pipelining,
-  Content-Length bodies), recording each request.
+* :class:`HTTPHandler`: HTTP/1.1 (pipelining, Content-Length and chunked
+  bodies) answering from expectations in pytest-httpserver's style
+  (``expect_request(...).respond_with_json(...)``; an unexpected request
+  fails the test when the server stops) and from a route table, logging
+  each request and response.
 * :class:`FaultHandler`: a misbehaving peer (close after N bytes, reset,
   delay, drip-feed, never answer, garbage).
 
@@ -48,6 +51,11 @@ Every name is importable from ``reactor.testing``; where each one lives:
   its :class:`Event`), :class:`ScriptedHandler`.
 * ``http.py``: :class:`HTTPHandler`, :class:`HTTPRequest` and the route
   types ``Body``, ``HeadersLike``, ``RouteValue``.
+* ``expectations.py``: what ``HTTPHandler.expect_request`` builds:
+  :class:`RequestMatcher` (with :class:`URIPattern`, :class:`QueryMatcher`,
+  :class:`HeaderValueMatcher`), :class:`Expectation`, :class:`HandlerType`,
+  :class:`HTTPResponse`, :data:`METHOD_ALL`; ``http_hooks.py``: post hooks
+  (``Delay``, ``Garbage``, ``Chain``).
 * ``faults.py``: :class:`FaultHandler`, :data:`DEFAULT_GARBAGE` and the
   timer thread behind its delays.
 """
@@ -55,6 +63,16 @@ Every name is importable from ``reactor.testing``; where each one lives:
 from __future__ import annotations
 
 from .background import BackgroundServer, ServerFactory, serve_in_background
+from .expectations import (
+    METHOD_ALL,
+    Expectation,
+    HandlerType,
+    HeaderValueMatcher,
+    HTTPResponse,
+    QueryMatcher,
+    RequestMatcher,
+    URIPattern,
+)
 from .faults import DEFAULT_GARBAGE, FaultHandler
 from .handlers import EchoHandler, Event, RecordingHandler, ScriptedHandler
 from .http import Body, HeadersLike, HTTPHandler, HTTPRequest, RouteValue
@@ -63,18 +81,26 @@ from .waiting import DEFAULT_TIMEOUT, WaitTimeout
 __all__ = [
     "DEFAULT_GARBAGE",
     "DEFAULT_TIMEOUT",
+    "METHOD_ALL",
     "BackgroundServer",
     "Body",
     "EchoHandler",
     "Event",
+    "Expectation",
     "FaultHandler",
     "HTTPHandler",
     "HTTPRequest",
+    "HTTPResponse",
+    "HandlerType",
+    "HeaderValueMatcher",
     "HeadersLike",
+    "QueryMatcher",
     "RecordingHandler",
+    "RequestMatcher",
     "RouteValue",
     "ScriptedHandler",
     "ServerFactory",
+    "URIPattern",
     "WaitTimeout",
     "serve_in_background",
 ]

@@ -63,7 +63,9 @@ class BackgroundServer(Generic[H]):
       callbacks raised, and a ``TypeError`` for each result the engine refused.
 
     Attributes the server does not have are looked up on the handler, so
-    ``srv.received()`` means ``srv.handler.received()``.
+    ``srv.received()`` means ``srv.handler.received()``, and set on it if it
+    has them (``srv.fail_at_stop = False`` sets ``srv.handler.fail_at_stop``).
+    ``url_for("/path")`` is ``url + "/path"``.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class BackgroundServer(Generic[H]):
             target=self._run, args=(proxy, proto_addr, kwargs), name="reactor-testing-serve", daemon=True
         )
         self._start()
+        self._delegating = True  # see __setattr__
 
     # --- start / stop -------------------------------------------------------------------------------
     @staticmethod
@@ -159,7 +162,9 @@ class BackgroundServer(Generic[H]):
 
         Idempotent: only the first call stops and raises. Raises, in this
         order of preference, the exception ``serve()`` itself raised, or the
-        first exception a callback raised (with a note counting the others).
+        first exception a callback raised (with a note counting the others);
+        then, if the handler has a ``check_at_stop()`` method, what it raises
+        (:class:`~reactor.testing.HTTPHandler`: the unexpected requests).
         Called from one of the server's own threads (a callback), it only
         signals the shutdown. Once stopped, a handler's ``stop_helpers(timeout)``
         method, if it has one, is called to join threads of its own
@@ -185,7 +190,12 @@ class BackgroundServer(Generic[H]):
         stop_helpers = getattr(self.handler, "stop_helpers", None)
         if callable(stop_helpers):
             stop_helpers(timeout)
-        self.raise_errors()
+        check_at_stop = getattr(self.handler, "check_at_stop", None)
+        try:
+            self.raise_errors()
+        finally:
+            if callable(check_at_stop):
+                check_at_stop()  # HTTPHandler: unexpected requests, failed expectations
 
     def close(self) -> None:
         """Same as :meth:`stop`."""
@@ -296,6 +306,10 @@ class BackgroundServer(Generic[H]):
             raise ValueError(f"{self.proto_addr} is a UDP server: it has no http:// URL (use srv.host, srv.port)")
         return f"http://{_format_host(self.host)}:{self.port}"
 
+    def url_for(self, suffix: str) -> str:
+        """:attr:`url` followed by ``suffix`` (a leading ``/`` is added if missing): ``srv.url_for("/api?x=1")``."""
+        return self.url + (suffix if suffix.startswith("/") else "/" + suffix)
+
     @property
     def proto_addr(self) -> str:
         """The real address in ``serve()``'s form (``"tcp://127.0.0.1:43121"``, ``"unix:///tmp/x.sock"``)."""
@@ -322,6 +336,18 @@ class BackgroundServer(Generic[H]):
         if handler is not None and hasattr(handler, name):
             return getattr(handler, name)
         raise AttributeError(f"neither the BackgroundServer nor its handler {handler!r} has an attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Once started, setting a public attribute the server lacks and its
+        # handler has sets the handler's (srv.no_handler_status_code = 404),
+        # as reading it reads the handler's.
+        d = self.__dict__
+        if d.get("_delegating") and not name.startswith("_") and name not in d and not hasattr(type(self), name):
+            handler = d.get("handler")
+            if handler is not None and hasattr(handler, name):
+                setattr(handler, name, value)
+                return
+        object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
