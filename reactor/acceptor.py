@@ -165,6 +165,7 @@ class Acceptor:
         #: Accept errors repeat once per pending connection: rate-limited.
         self.limited = LogLimiter(logger)
 
+    # --8<-- [start:accept-main]
     def accept(self, main: EventLoop, fd: int) -> None:
         """Main reactor: accept on ``fd`` and hand each connection to a sub-reactor (gnet: ``svr.accept``).
 
@@ -184,7 +185,9 @@ class Acceptor:
             except ServerInShutdownError:
                 unix.close(nfd)
                 return
+    # --8<-- [end:accept-main]
 
+    # --8<-- [start:accept-on]
     def accept_on(self, el: EventLoop, fd: int) -> None:
         """reuse_port loop: accept on its own listener and register right here (gnet: ``el.accept``)."""
         assert el.ln is not None
@@ -194,7 +197,9 @@ class Acceptor:
                 return
             nfd, remote = accepted
             el.register(Conn(nfd, el, el.ln.addr, remote))
+    # --8<-- [end:accept-on]
 
+    # --8<-- [start:accept-one]
     def accept_one(self, el: EventLoop, fd: int) -> tuple[int, unix.Address] | None:
         """One accept4 and its errno triage; None: nothing (more) to accept.
 
@@ -247,6 +252,7 @@ class Acceptor:
             except OSError as e:
                 self.limited.log("keepalive failed", logging.ERROR, "cannot set TCP keep-alive on fd %d: %s", nfd, e)
         return nfd, remote
+    # --8<-- [end:accept-one]
 
     def pause(self, el: EventLoop, fd: int) -> None:
         """Stop polling listener ``fd`` on ``el`` for ACCEPT_BACKOFF seconds (fd exhaustion)."""

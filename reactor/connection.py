@@ -553,6 +553,7 @@ class Conn:
         elif not self._inbound._n and self._inbound._size:
             self._inbound = _NO_INBOUND
 
+    # --8<-- [start:write-raw]
     def write_raw(self, packet: Any) -> None:
         """Write ``packet`` as it is (no codec, no hooks), or queue it behind pending output.
 
@@ -583,6 +584,7 @@ class Conn:
             self._active = self._loop.timers.now  # output progress: not idle
         else:
             self.queue_unwritten(packet, n)
+    # --8<-- [end:write-raw]
 
     def queue_unwritten(self, packet: bytes, n: int) -> None:
         """A direct ``write(2)`` of ``packet`` returned ``n``, not all of it: fail, or queue the rest.
@@ -617,6 +619,7 @@ class Conn:
                 self._notify_writers()
         return n
 
+    # --8<-- [start:update-interest]
     def update_interest(self) -> int:
         """Move the state machine to match the outbound queue; returns 0, DRAINED or RESUMED.
 
@@ -663,6 +666,7 @@ class Conn:
                 poller.mod_read_write(self.fd)
             self._interest = want
         return result
+    # --8<-- [end:update-interest]
 
     def start_draining(self) -> bool:
         """Read nothing more and close once the outbound queue is empty (peer EOF, ``Action.CLOSE``).

@@ -100,6 +100,7 @@ class Engine:
         self.server: Server | None = None
 
     # --- shutdown signalling (gnet: signalShutdown / waitForShutdown / isInShutdown) ---------------
+    # --8<-- [start:signal-shutdown]
     def signal_shutdown(self) -> None:
         """Ask the server to stop; returns at once. Safe from any thread and from signal handlers."""
         self._shutdown_requested = True
@@ -107,6 +108,7 @@ class Engine:
             self._stop_gate.release()
         except RuntimeError:
             pass  # released already: asked before
+    # --8<-- [end:signal-shutdown]
 
     @property
     def shutdown_requested(self) -> bool:
@@ -139,6 +141,7 @@ class Engine:
         self.acceptor.accept_on(el, fd)
 
     # --- start (gnet: start, activateEventLoops, activateReactors) ----------------------------------
+    # --8<-- [start:engine-start]
     def start(self, num_event_loop: int) -> None:
         # AF_UNIX listeners are never SO_REUSEPORT (see listener.py), so with
         # reuse_port they are served in main-reactor mode, as in gnet v2.
@@ -147,6 +150,7 @@ class Engine:
             self.activate_event_loops(num_event_loop)
         else:
             self.activate_reactors(num_event_loop)
+    # --8<-- [end:engine-start]
 
     def _new_loop(self, ln: Listener | None) -> EventLoop:
         poller = Poller(self.logger)
@@ -167,6 +171,7 @@ class Engine:
             return f"[{addr[0]}]:{addr[1]}"
         return f"{addr[0]}:{addr[1]}"
 
+    # --8<-- [start:activate-event-loops]
     def activate_event_loops(self, num_event_loop: int) -> None:
         """reuse_port mode: N loops, each accepting on its own SO_REUSEPORT listener (gnet: ``activateEventLoops``)."""
         for i in range(num_event_loop):
@@ -182,7 +187,9 @@ class Engine:
             self._start_loop(el, el.run, f"reactor-loop-{el.idx}")
         if self.opts.ticker:
             self._start_ticker(self.lb.event_loops[0])
+    # --8<-- [end:activate-event-loops]
 
+    # --8<-- [start:activate-reactors]
     def activate_reactors(self, num_event_loop: int) -> None:
         """Main-reactor mode: N sub-reactors plus one accepting main reactor (gnet: ``activateReactors``)."""
         for _ in range(num_event_loop):
@@ -196,12 +203,15 @@ class Engine:
         self._start_loop(main, main.activate_main_reactor, "reactor-main")
         if self.opts.ticker:
             self._start_ticker(main)
+    # --8<-- [end:activate-reactors]
 
+    # --8<-- [start:start-loop]
     def _start_loop(self, el: EventLoop, body: Callable[[], None], name: str) -> None:
         """Run ``body`` on a new thread stored as ``el.thread`` (gnet: ``startEventLoops``/``startSubReactors``)."""
         t = threading.Thread(target=body, name=name, daemon=True)
         el.thread = t  # before start: the thread may ask owns_current_thread() at once
         threads.start_thread(t)
+    # --8<-- [end:start-loop]
 
     def _start_ticker(self, el: EventLoop) -> None:
         """gnet: ``go el.ticker(ctx)``; ``tick``'s SHUTDOWN goes to ``el``."""
@@ -210,6 +220,7 @@ class Engine:
         threads.start_thread(t)
 
     # --- stop (gnet: stop, closeEventLoops) ----------------------------------------------------------
+    # --8<-- [start:engine-stop]
     def stop(self, s: Server) -> None:
         """Wait for the shutdown signal, then stop and release everything, in order."""
         try:
@@ -230,6 +241,7 @@ class Engine:
             # Only now: on_shutdown may still use the listener (dup_fd()).
             self._close_listeners()
             self._done.set()
+    # --8<-- [end:engine-stop]
 
     def close(self) -> None:
         """Release what ``start`` may have opened when it failed half-way."""

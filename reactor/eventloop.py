@@ -227,6 +227,7 @@ class EventLoop:
             cpus = sorted(os.sched_getaffinity(0))
             os.sched_setaffinity(0, {cpus[max(self.idx, 0) % len(cpus)]})
 
+    # --8<-- [start:loop-run]
     def run(self) -> None:
         """A loop that polls its own listener: reuse_port and UDP servers (gnet: ``run``).
 
@@ -237,15 +238,19 @@ class EventLoop:
         on_shutdown (which may dup it, as gnet's tests do). gnet closes it here.
         """
         self._poll_until_shutdown(self._on_event, f"event-loop({self.idx})", owns_conns=True)
+    # --8<-- [end:loop-run]
 
     def activate_main_reactor(self) -> None:
         """The main reactor: only accepts, hands connections to sub-reactors (gnet: ``activateMainReactor``)."""
         self._poll_until_shutdown(self.engine.accept, "main reactor", owns_conns=False)
 
+    # --8<-- [start:activate-sub-reactor]
     def activate_sub_reactor(self) -> None:
         """A sub-reactor: serves the connections the main reactor hands it (gnet: ``activateSubReactor``)."""
         self._poll_until_shutdown(self._on_event, f"event-loop({self.idx})", owns_conns=True)
+    # --8<-- [end:activate-sub-reactor]
 
+    # --8<-- [start:poll-until-shutdown]
     def _poll_until_shutdown(self, callback: Any, name: str, owns_conns: bool) -> None:
         """The body all three loop kinds share: poll until shutdown, then close and tell the engine."""
         self._enter()
@@ -259,6 +264,7 @@ class EventLoop:
             if owns_conns:
                 self.close_all_conns()
             self.engine.signal_shutdown()
+    # --8<-- [end:poll-until-shutdown]
 
     def _on_other_event(self, fd: int) -> None:
         """An fd that is not a stream connection: this loop's listener, a client's UDP socket, or stale."""
@@ -274,6 +280,7 @@ class EventLoop:
             self._read_udp(fd, udp)
         # Otherwise: a stale event for an fd closed earlier in this batch.
 
+    # --8<-- [start:on-event]
     def _on_event(self, fd: int, ev: int) -> None:
         """Dispatch one ready fd (the closure passed to ``Polling`` in gnet; one for every loop kind)."""
         c = self.connections.get(fd)
@@ -291,8 +298,10 @@ class EventLoop:
                 return
         if ev & IN_EVENTS and (not ev & OUT_EVENTS or not c._outbound._len):
             self._read(c)
+    # --8<-- [end:on-event]
 
     # --- registration (gnet: register, open) -------------------------------------------------------------
+    # --8<-- [start:register]
     def register(self, c: Conn) -> None:
         """Add ``c`` to this loop's epoll set and open it (gnet: ``register``; an urgent task)."""
         try:
@@ -315,7 +324,9 @@ class EventLoop:
             self._tls_start(c)
         else:
             self.open(c)
+    # --8<-- [end:register]
 
+    # --8<-- [start:open]
     def open(self, c: Conn) -> None:
         """Mark ``c`` open and call ``on_opened`` (gnet: ``open``)."""
         c.mark_open(self.timers.now)
@@ -327,6 +338,7 @@ class EventLoop:
         # EEXIST (docs/gnet-mapping.md, deliberate change #1); Conn's
         # update_interest uses MOD.
         self._run_callback(c, "on_opened", self.handler.on_opened, (c,), self._write_hooked_raw)
+    # --8<-- [end:open]
 
     # --- applying a callback's result: the one cold-path way ---------------------------------------
     def _run_callback(self, c: Conn, name: str, callback: Any, args: tuple[Any, ...], write: Any) -> bool:
@@ -443,6 +455,7 @@ class EventLoop:
             elif action == _SHUTDOWN:
                 raise EngineShutdown
 
+    # --8<-- [start:read-frames]
     def _read_frames(self, c: Conn) -> None:
         """One ``read(2)`` into the loop buffer, then frames to ``react`` (gnet: ``read``)."""
         n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
@@ -451,6 +464,7 @@ class EventLoop:
             return
         c.feed(self._view[:n])
         self._process(c)
+    # --8<-- [end:read-frames]
 
     # --- TLS (reactor.tls; the connection owns the session, the loop moves the bytes) --------------------
     def _tls_start(self, c: Conn) -> None:
@@ -602,6 +616,7 @@ class EventLoop:
         if done:
             self.close_conn(c, err)
 
+    # --8<-- [start:process]
     def _process(self, c: Conn) -> None:
         """Decode frames from ``c``'s input and react to each; keep the rest (gnet: the loop in ``read``)."""
         if self._builtin:
@@ -649,6 +664,7 @@ class EventLoop:
                 break
         # The loop buffer is about to be reused: keep the unconsumed tail.
         c.keep_leftover()
+    # --8<-- [end:process]
 
     def _codec_stalled(self, c: Conn, frames: int) -> None:
         """``decode`` returned ``frames`` frames in a row without consuming input: close ``c`` (not the loop)."""
@@ -740,6 +756,7 @@ class EventLoop:
         self.udp_conns[c.fd] = c
 
     # --- writing (gnet: write) --------------------------------------------------------------------------------
+    # --8<-- [start:loop-write]
     def _write(self, c: Conn) -> None:
         """Flush up to MAX_BYTES_TO_WRITE_PER_LOOP of pending output (gnet: ``el.write``)."""
         if self.pre_write is not None:
@@ -755,6 +772,7 @@ class EventLoop:
                 self.close_conn(c, unix.syscall_error("write", -n))
             return
         self._after_flush(c)
+    # --8<-- [end:loop-write]
 
     def _after_flush(self, c: Conn) -> None:
         """Output left the queue: move ``c``'s interest on, and act on what that says."""
@@ -824,6 +842,7 @@ class EventLoop:
             self._react_frame(None, c)
 
     # --- ticker (gnet: el.ticker) -----------------------------------------------------------------------
+    # --8<-- [start:ticker]
     def ticker(self, cancel: threading.Event) -> None:
         """Call the handler's ``tick`` until ``cancel`` is set (gnet: ``ticker``); runs on its own thread.
 
@@ -855,6 +874,7 @@ class EventLoop:
                 self.engine.signal_shutdown()
                 return
             cancel.wait(max(delay, _MIN_TICK_DELAY))
+    # --8<-- [end:ticker]
 
     # --- deadlines (reactor's addition; see reactor/internal/timers.py) -----------------------------------
     def check_deadline(self, c: Conn) -> None:
@@ -880,6 +900,7 @@ class EventLoop:
             c.arm_idle(due)  # activity moved it on: re-arm
 
     # --- closing (gnet: closeConn, closeAllSockets) ------------------------------------------------------
+    # --8<-- [start:close-conn]
     def close_conn(self, c: Conn, err: BaseException | None) -> None:
         """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``).
 
@@ -920,7 +941,9 @@ class EventLoop:
         c.release()
         if action == _SHUTDOWN:
             raise EngineShutdown
+    # --8<-- [end:close-conn]
 
+    # --8<-- [start:close-all-conns]
     def close_all_conns(self) -> None:
         """Close every connection this loop owns, each getting ``on_closed`` (gnet: ``closeAllSockets``)."""
         for c in [*self.connections.values(), *self.udp_conns.values()]:
@@ -930,6 +953,7 @@ class EventLoop:
                 pass  # already shutting down
             except Exception:
                 self.logger.exception("error while closing %r", c)
+    # --8<-- [end:close-all-conns]
 
     def discard_pending_registrations(self) -> None:
         """After the loop has stopped: close fds of connections handed over but never registered."""

@@ -155,6 +155,7 @@ class Listener:
                     pass
 
 
+# --8<-- [start:init-listener]
 def init_listener(network: str, address: str, options: Options) -> Listener:
     """Build the socket options and a listening ``Listener`` (gnet: ``initListener``)."""
     sock_opts: list[sockets.SockOpt] = []
@@ -173,3 +174,4 @@ def init_listener(network: str, address: str, options: Options) -> Listener:
     ln = Listener(network, address, sock_opts)
     ln.normalize()
     return ln
+# --8<-- [end:init-listener]

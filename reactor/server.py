@@ -85,6 +85,7 @@ _servers: dict[str, Engine | Supervisor] = {}
 _servers_lock = threading.Lock()
 
 
+# --8<-- [start:serve]
 def serve(handler: object, proto_addr: str, *, options: Options | None = None, **opts: Unpack[ServeOptions]) -> None:
     """Serve ``handler`` on ``proto_addr`` and block until the server has shut down (gnet: ``Serve``).
 
@@ -138,6 +139,7 @@ def serve(handler: object, proto_addr: str, *, options: Options | None = None, *
             ln.close()
     finally:
         cleanup_logger()
+# --8<-- [end:serve]
 
 
 def resolve_options(handler: object, options: object, opts: Any) -> Options:
@@ -204,6 +206,7 @@ def _serve_workers(handler: Any, network: str, address: str, proto_addr: str, o:
         cleanup_logger()
 
 
+# --8<-- [start:serve-internal]
 def _serve(
     handler: Any,
     ln: Listener,
@@ -253,6 +256,7 @@ def _serve(
         with _servers_lock:
             if _servers.get(proto_addr) is engine:
                 del _servers[proto_addr]
+# --8<-- [end:serve-internal]
 
 
 def stop(proto_addr: str, timeout: float | None = None) -> None:

@@ -27,6 +27,7 @@ class HTTPCodec:
     def encode(self, c, data):
         return data  # react() returns finished HTTP answers: nothing to add
 
+    # --8<-- [start:decode]
     def decode(self, c):
         data = c.peek(-1)  # everything buffered, not consumed yet
         end, answers = 0, []
@@ -50,6 +51,7 @@ class HTTPCodec:
             return None  # "need more bytes": the loop waits for the next read
         c.discard(end)  # consume exactly the complete requests
         return b"".join(answers)
+    # --8<-- [end:decode]
 
 
 class HTTPServer(reactor.EventServer):

@@ -86,6 +86,7 @@ Task = tuple[Callable[..., Any], tuple[Any, ...]]
 class Poller:
     """epoll + eventfd + task queues (gnet: ``netpoll.Poller``)."""
 
+    # --8<-- [start:open-poller]
     def __init__(self, logger: logging.Logger | None = None) -> None:
         """Open the epoll instance and its eventfd (gnet: ``OpenPoller``)."""
         self.logger = logger or logging.getLogger("reactor")
@@ -110,8 +111,10 @@ class Poller:
         # write there would corrupt somebody else's file.
         self._lock = threading.Lock()
         self._closed = False
+    # --8<-- [end:open-poller]
 
     # --- cross-thread task submission ------------------------------------------------
+    # --8<-- [start:urgent-trigger]
     def urgent_trigger(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` as high priority and wake the loop (gnet: ``UrgentTrigger``).
 
@@ -124,6 +127,7 @@ class Poller:
         self._urgent.append((fn, args))
         if not self._wake_sig:
             self._wakeup()
+    # --8<-- [end:urgent-trigger]
 
     def trigger(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` as normal priority and wake the loop (gnet: ``Trigger``).
@@ -160,6 +164,7 @@ class Poller:
         return tasks
 
     # --- the loop ----------------------------------------------------------------------------
+    # --8<-- [start:polling]
     def polling(self, callback: Callable[[int, int], None], timers: TimerQueue | None = None) -> None:
         """Wait for events and dispatch them until a handler raises EngineShutdown (gnet: ``Polling``).
 
@@ -253,6 +258,7 @@ class Poller:
                 events = unix.EpollEvents(n * 2)
             elif n < events.size // 2 and events.size > MIN_POLL_EVENTS_CAP:
                 events = unix.EpollEvents(events.size // 2)
+    # --8<-- [end:polling]
 
     def _run_timers(self, timers: TimerQueue) -> None:
         while True:

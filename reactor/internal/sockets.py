@@ -201,6 +201,7 @@ def _apply(fd: int, sock_opts: Sequence[SockOpt]) -> None:
         o.set_sock_opt(fd, o.opt)
 
 
+# --8<-- [start:tcp-socket]
 def tcp_socket(
     network: str, address: str, passive: bool, sock_opts: Sequence[SockOpt] = ()
 ) -> tuple[int, unix.Address, int]:
@@ -226,6 +227,7 @@ def tcp_socket(
     except BaseException:
         unix.close(fd)
         raise
+# --8<-- [end:tcp-socket]
 
 
 def unix_socket(address: str, passive: bool, sock_opts: Sequence[SockOpt] = ()) -> tuple[int, unix.Address, int]:
