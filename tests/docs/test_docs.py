@@ -791,17 +791,240 @@ def test_architecture_quotes_every_invariant() -> None:
     assert not missing, "docs/architecture.md must quote these invariants verbatim:\n" + "\n".join(missing)
 
 
-def test_architecture_diagrams_are_committed_svg() -> None:
+@pytest.mark.parametrize("page, at_least", [("architecture.md", 2), ("walkthrough.md", 3)])
+def test_diagrams_are_committed_svg(page: str, at_least: int) -> None:
     import xml.etree.ElementTree as ET
 
-    page = (DOCS / "architecture.md").read_text()
-    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
-    assert len(images) >= 2
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (DOCS / page).read_text())
+    assert len(images) >= at_least
     for image in images:
         path = DOCS / image
         assert path.suffix == ".svg" and path.is_file(), image
         root = ET.parse(path).getroot()  # well-formed XML
         assert root.tag.endswith("svg"), image
+
+
+# --------------------------------------------------------------------------------------------------
+# docs/walkthrough.md: the seed's path, gnet's lines and history, reactor's source by markers
+# --------------------------------------------------------------------------------------------------
+WALKTHROUGH = DOCS / "walkthrough.md"
+#: The seed article's path, in its order (the first column of the walk-through's table).
+SEED_STEPS = [
+    "goroutine per connection",
+    "gnet.Serve",
+    "initListener",
+    "tcpSocket",
+    "serve",
+    "server.start",
+    "activateEventLoops",
+    "OpenPoller",
+    "loopAccept",
+    "startEventLoops",
+    "loopRun",
+    "Polling",
+    "loopRead",
+    "pipelining",
+    "loopCloseConn",
+    "activateReactors",
+]
+GNET_LINK = re.compile(
+    r"\[`([^`]+)`\]\(https://github\.com/panjf2000/gnet/blob/(v[\d.]+)/([\w/.]+)#L(\d+)-L(\d+)\)"
+)
+SNIPPET_SECTION = re.compile(r'--8<--\s+"([^":]+):([a-z][-_0-9a-z]*)"')
+MARKER = re.compile(r"--8<-- \[(start|end):([a-z][-_0-9a-z]*)\]")
+needs_gnet = pytest.mark.skipif(
+    not (GNET_REPO / "HEAD").exists() and not (GNET_REPO / ".git").exists(),
+    reason=f"gnet's git repository is not at {GNET_REPO} (set GNET_REPO)",
+)
+
+
+def go_defines(source: str, name: str) -> bool:
+    """``func name(`` or ``func (recv) name(`` in Go ``source``."""
+    return re.search(rf"^func (\([^)]*\) )?{re.escape(name)}\(", source, re.MULTILINE) is not None
+
+
+def walkthrough_table(first_header: str) -> list[list[str]]:
+    tables = [rows for header, rows in md_tables(WALKTHROUGH.read_text()) if header and header[0] == first_header]
+    assert len(tables) == 1, f"walkthrough.md must have one table starting with {first_header!r}"
+    return tables[0]
+
+
+def test_walkthrough_covers_every_step_of_the_seed_in_order() -> None:
+    rows = walkthrough_table("step")
+    firsts = [row[0] for row in rows]
+    at = 0
+    for step in SEED_STEPS:
+        for i in range(at, len(firsts)):
+            if step in firsts[i]:
+                at = i + 1
+                break
+        else:
+            raise AssertionError(f"the walk-through's table has no row for {step!r} after row {at}: {firsts}")
+    for step, section, code, trace in rows:
+        assert re.search(r"\]\(#[\w-]+\)", section), f"{step}: the section cell must link to a heading"
+        for dotted in code_spans(code):
+            resolve(dotted)
+        for name in code_spans(trace):
+            assert (DOCS / name).is_file(), f"{step}: no trace {name}"
+
+
+def test_walkthrough_crosswalk_rows_resolve_in_reactor() -> None:
+    rows = walkthrough_table("seed (gnet v1.5.3)")
+    assert {code_spans(r[0])[0].split(".")[-1] for r in rows} >= {
+        "loopAccept", "loopRun", "loopRead", "loopWrite", "loopOpen", "loopTicker", "loopCloseConn", "closeAllConns"
+    }
+    for row in rows:
+        for dotted in code_spans(row[4]):
+            resolve(dotted)
+
+
+@needs_gnet
+def test_walkthrough_crosswalk_matches_gnet_history() -> None:
+    """Each old name is defined at v1.5.3 and gone at v1.6.7; the new one appears in the release the row names."""
+    cache: dict[tuple[str, str], str] = {}
+
+    def source(tag: str, path: str) -> str:
+        if (tag, path) not in cache:
+            cache[(tag, path)] = gnet_show(tag, path) or ""
+        return cache[(tag, path)]
+
+    before = {"v1.6.2": "v1.6.1", "v1.6.0": "v1.5.3"}
+    problems = []
+    for old_cell, file_cell, new_cell, renamed, _reactor in walkthrough_table("seed (gnet v1.5.3)"):
+        old, new = code_spans(old_cell)[0].split(".")[-1], code_spans(new_cell)[0].split(".")[-1]
+        (path,) = code_spans(file_cell)
+        checks = [
+            (go_defines(source("v1.5.3", path), old), f"{old} not in {path}@v1.5.3"),
+            (not go_defines(source(GNET_V1_TAG, path), old), f"{old} still in {path}@{GNET_V1_TAG}"),
+            (go_defines(source(GNET_V1_TAG, path), new), f"{new} not in {path}@{GNET_V1_TAG}"),
+            (go_defines(source(before[renamed], path), old), f"{old} not in {path}@{before[renamed]}"),
+            (go_defines(source(renamed, path), new), f"{new} not in {path}@{renamed}"),
+        ]
+        problems += [why for ok, why in checks if not ok]
+    assert not problems, "\n".join(problems)
+
+
+@needs_gnet
+def test_walkthrough_links_point_at_gnet_functions() -> None:
+    """Every link to gnet's source starts at the named function's ``func`` line and ends at its closing brace."""
+    links = GNET_LINK.findall(WALKTHROUGH.read_text())
+    assert len(links) >= 15
+    problems = []
+    for text, tag, path, start, end in links:
+        assert tag == GNET_V1_TAG, f"{text}: link to {tag}, not {GNET_V1_TAG}"
+        lines = (gnet_show(tag, path) or "").split("\n")
+        name = text.split(".")[-1]
+        first = lines[int(start) - 1] if int(start) <= len(lines) else ""
+        last = lines[int(end) - 1] if int(end) <= len(lines) else ""
+        if not re.match(rf"^func (\([^)]*\) )?{re.escape(name)}\(", first):
+            problems.append(f"{text}: {path}#L{start} is {first!r}")
+        if last != "}" or any(line == "}" for line in lines[int(start) : int(end) - 1]):
+            problems.append(f"{text}: {path}#L{end} is not the end of the function")
+    assert not problems, "\n".join(problems)
+
+
+def source_markers() -> dict[str, set[str]]:
+    """``{file: {section names}}`` for every snippet marker in reactor/ and docs/examples/, each start with its end."""
+    found: dict[str, set[str]] = {}
+    for path in [*sorted((ROOT / "reactor").rglob("*.py")), *sorted(EXAMPLES.rglob("*.py"))]:
+        starts, ends = [], []
+        for kind, name in MARKER.findall(path.read_text()):
+            (starts if kind == "start" else ends).append(name)
+        assert sorted(starts) == sorted(ends) and len(set(starts)) == len(starts), f"unpaired markers in {path}"
+        if starts:
+            found[str(path.relative_to(ROOT))] = set(starts)
+    return found
+
+
+def test_walkthrough_includes_reactor_source_by_markers() -> None:
+    """The code shown is included from the source; every marker in the source is shown somewhere."""
+    markers = source_markers()
+    included: set[tuple[str, str]] = set()
+    for page in DOCS.glob("*.md"):
+        for path, name in SNIPPET_SECTION.findall(page.read_text()):
+            full = path if (ROOT / path).is_file() else str((EXAMPLES / path).relative_to(ROOT))
+            assert name in markers.get(full, set()), f"{page.name} includes {path}:{name}, which has no such markers"
+            included.add((full, name))
+    unused = {(f, n) for f, names in markers.items() for n in names} - included
+    assert not unused, f"markers no page includes (remove them or show the code): {sorted(unused)}"
+    walk = WALKTHROUGH.read_text()
+    assert len(SNIPPET_SECTION.findall(walk)) >= 20
+    assert not re.search(r"^\s*(def|class) ", FENCE.sub("", walk), re.MULTILINE)
+
+
+def test_walkthrough_exercises_have_folded_answers() -> None:
+    text = WALKTHROUGH.read_text()
+    exercises = text.split("## Exercises", 1)[1].split("\n## ", 1)[0]
+    assert len(re.findall(r'^\?\?\? note "Answer"$', exercises, re.MULTILINE)) >= 5
+
+
+# --------------------------------------------------------------------------------------------------
+# docs/build-a-reactor.md: each step runs with two real clients and prints what the page shows
+# --------------------------------------------------------------------------------------------------
+BUILD = EXAMPLES / "build"
+BUILD_PAGE = DOCS / "build-a-reactor.md"
+
+
+def build_outputs() -> dict[str, str]:
+    """``{step file: the output shown under it}``."""
+    text = BUILD_PAGE.read_text()
+    pattern = r'```python\n--8<-- "build/([\w.]+)"\n```\n\n```text\n(.*?)```'
+    return dict(re.findall(pattern, text, re.DOTALL))
+
+
+def test_build_page_shows_every_step_and_its_output() -> None:
+    steps = {p.name for p in BUILD.glob("step*.py")}
+    assert len(steps) == 5
+    assert set(build_outputs()) == steps
+    for body in python_blocks("build-a-reactor.md"):
+        assert INCLUDE.match(body.strip()), f"build-a-reactor.md: not an include: {body}"
+
+
+def drive_two_clients(port: int) -> tuple[bytes, bytes]:
+    """The page's scenario: A connects, B connects and sends, A talks and leaves, then B reads and leaves."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as a:
+        time.sleep(0.2)
+        b = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        with b:
+            time.sleep(0.2)
+            b.sendall(b"b\n")
+            time.sleep(0.3)
+            a.sendall(b"a\n")
+            answer_a = recv_until(a, lambda d: d.endswith(b"\n"))
+            time.sleep(0.2)
+            a.close()
+            time.sleep(0.3)
+            answer_b = recv_until(b, lambda d: d.endswith(b"\n"))
+    return answer_a, answer_b
+
+
+@pytest.mark.parametrize("step", sorted(p.name for p in BUILD.glob("step*.py")))
+def test_build_step_serves_two_clients_and_prints_what_the_page_shows(step: str) -> None:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(BUILD / step), "0", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+        m = re.match(r"listening on 127\.0\.0\.1:(\d+)$", first.strip())
+        assert m, f"{step} printed {first!r} first; stderr: {proc.stderr.read() if proc.stderr else ''!r}"
+        answer_a, answer_b = drive_two_clients(int(m.group(1)))
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert (answer_a.lower(), answer_b.lower()) == (b"a\n", b"b\n")
+
+    def normal(text: str) -> list[str]:
+        text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+        return [re.sub(r"\d+ calls, \d+%", "N calls, N%", line) for line in text.strip().splitlines()]
+
+    assert normal(first + out.decode()) == normal(build_outputs()[step]), (
+        f"{step} printed:\n{first}{out.decode()}\nbut build-a-reactor.md shows:\n{build_outputs()[step]}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -871,6 +1094,7 @@ def test_syscall_trace_shows_the_documented_steps_in_order() -> None:
 #: Pages that quote trace lines, and the captures their excerpts come from.
 TRACE_QUOTES = {
     "syscalls.md": ("syscalls-trace.txt",),
+    "walkthrough.md": ("syscalls-trace.txt", "traces/reuse-port.txt", "traces/pipeline.txt"),
 }
 TRACE_THREAD = re.compile(r"^(main|accept|loop-\d+)\s")
 
@@ -1103,6 +1327,7 @@ def nav_pages() -> list[str]:
 def test_nav_pages_exist() -> None:
     pages = nav_pages()
     assert {"index.md", "tutorial.md", "architecture.md", "syscalls.md", "gnet-mapping.md", "api.md"} <= set(pages)
+    assert {"walkthrough.md", "build-a-reactor.md"} <= set(pages)
     assert {"testing.md", "benchmarks.md", "reliability.md"} <= set(pages)
     missing = [page for page in pages if not (DOCS / page).is_file()]
     if missing and os.environ.get("REACTOR_DOCS_STUB_MISSING"):
