@@ -22,6 +22,14 @@ threads joined at teardown):
   :class:`~reactor.testing.HTTPHandler`. Parametrize them indirectly with a
   network name to change the network.
 * ``free_port``: a TCP port number that was free a moment ago.
+* TLS (needs ``trustme``, in the ``test`` extra; tests using these fixtures
+  are skipped without it): ``tls_certificates``, a session-wide
+  :class:`~reactor.testing.TLSCertificates` (a throwaway CA and a
+  certificate for localhost, 127.0.0.1 and ::1; ``.ca_file`` for curl and
+  requests); ``tls_server_context`` and ``tls_client_context``, fresh
+  contexts using it (change them freely: ALPN, versions); and
+  ``https_server``, ``http_server`` over TLS (``https_server.url`` is
+  ``https://127.0.0.1:PORT``).
 
 Exceptions raised by callbacks on the servers' loop threads fail the test
 that started them: right after the test function returns (so the test is
@@ -37,6 +45,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +61,7 @@ from .testing import (
     HTTPHandler,
     RecordingHandler,
     ServerFactory,
+    TLSCertificates,
     serve_in_background,
 )
 
@@ -66,8 +76,12 @@ __all__ = [
     "echo_server",
     "free_port",
     "http_server",
+    "https_server",
     "reactor_server",
     "recording_server",
+    "tls_certificates",
+    "tls_client_context",
+    "tls_server_context",
 ]
 
 _SERVERS = pytest.StashKey[list[BackgroundServer[Any]]]()
@@ -217,6 +231,43 @@ def http_server(request: pytest.FixtureRequest, reactor_server: ServerFactory) -
     the ``(request, response)`` pairs so far.
     """
     return reactor_server(HTTPHandler(), _network(request))
+
+
+@pytest.fixture(scope="session")
+def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSCertificates]:
+    """A throwaway CA and a server certificate for localhost/127.0.0.1/::1, for the whole session.
+
+    Skips the test when ``trustme`` is not installed. Its PEM files
+    (``ca_file``, ``cert_file``, ``key_file``) live in a session temporary directory.
+    """
+    pytest.importorskip("trustme", reason="TLS fixtures need trustme (pip install 'reactor-cffi[test]')")
+    with TLSCertificates(directory=tmp_path_factory.mktemp("reactor-tls")) as certs:
+        yield certs
+
+
+@pytest.fixture
+def tls_server_context(tls_certificates: TLSCertificates) -> ssl.SSLContext:
+    """A fresh server-side ``ssl.SSLContext`` with ``tls_certificates``' server certificate (for ``tls=``)."""
+    return tls_certificates.server_context()
+
+
+@pytest.fixture
+def tls_client_context(tls_certificates: TLSCertificates) -> ssl.SSLContext:
+    """A fresh client-side ``ssl.SSLContext`` that trusts ``tls_certificates``' CA and checks host names."""
+    return tls_certificates.client_context()
+
+
+@pytest.fixture
+def https_server(
+    request: pytest.FixtureRequest, reactor_server: ServerFactory, tls_server_context: ssl.SSLContext
+) -> BackgroundServer[HTTPHandler]:
+    """:func:`http_server` over TLS: ``https_server.url`` is ``https://127.0.0.1:PORT``.
+
+    Clients trust it through ``tls_client_context`` (an ``ssl.SSLContext``)
+    or ``tls_certificates.ca_file`` (a PEM file: ``curl --cacert``,
+    ``requests.get(url, verify=...)``).
+    """
+    return reactor_server(HTTPHandler(), _network(request), tls=tls_server_context)
 
 
 @pytest.fixture

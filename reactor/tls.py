@@ -197,7 +197,8 @@ class TLSSession:
     then closed, and no ``close_notify`` is sent after it).
     """
 
-    __slots__ = ("_obj", "_in", "_out", "_state", "_server_side", "_sni", "_maybe_more", "info", "batching",
+    __slots__ = ("_obj", "_in", "_out", "_state", "_server_side", "_sni", "_maybe_more", "_partial", "info",
+                 "batching",
                  "notify_sent", "notify_received", "eof_error", "received", "early", "waiter")
 
     def __init__(self, ctx: ssl.SSLContext, server_side: bool, server_hostname: str | None = None) -> None:
@@ -211,6 +212,10 @@ class TLSSession:
         self._sni: str | None = None
         # The last SSL_read filled the caller's view: OpenSSL may hold more of that record.
         self._maybe_more = False
+        # The last SSL_read stopped for want of input that had begun to arrive: part of
+        # a record is held (OpenSSL moves it out of the BIO into its own buffer, so the
+        # BIO's pending count cannot tell). Only for the note on a truncated record.
+        self._partial = False
         #: The ``c.tls`` view, set when the handshake completes.
         self.info: TLSInfo | None = None
         #: The loop is processing a read: encrypted answers wait in the
@@ -311,7 +316,8 @@ class TLSSession:
             truncated record at EOF: ``ssl.SSLEOFError``), an alert from the peer.
         """
         obj = self._obj
-        if obj is None or (not self._in.pending and not self._maybe_more):
+        pending = self._in.pending
+        if obj is None or (not pending and not self._maybe_more):
             return WANT_READ
         room = len(view)
         try:
@@ -319,6 +325,7 @@ class TLSSession:
             n: int = obj.read(room, view)  # type: ignore[assignment]
         except _WantRead:
             self._maybe_more = False
+            self._partial = pending > 0
             return WANT_READ
         except _WantWrite:
             return WANT_READ  # a renegotiation's output waits in the outgoing BIO; flushed by the caller
@@ -327,6 +334,7 @@ class TLSSession:
             raise
         if n:
             self._maybe_more = n == room
+            self._partial = False
             return n
         # SSL_read returned 0: close_notify (SSL_ERROR_ZERO_RETURN), the orderly end of the peer's stream.
         self.notify_received = True
@@ -344,7 +352,7 @@ class TLSSession:
         obj = self._obj
         if obj is None or self.notify_received:
             return None
-        truncated = self._in.pending
+        truncated = self._in.pending > 0 or self._partial
         self._in.write_eof()
         err: BaseException
         try:
@@ -359,8 +367,7 @@ class TLSSession:
         self._state = _CLOSED  # OpenSSL will not send close_notify after this
         if hasattr(err, "add_note"):
             err.add_note(
-                f"the peer closed TCP in the middle of a TLS record ({truncated} bytes of it had arrived): "
-                "a truncated record" if truncated else
+                "the peer closed TCP in the middle of a TLS record: a truncated record" if truncated else
                 "the peer closed TCP without sending close_notify (a ragged EOF; many clients do)"
             )
         self.eof_error = err

@@ -36,6 +36,10 @@ Ready-made handlers:
 * :class:`FaultHandler`: a misbehaving peer (close after N bytes, reset,
   delay, drip-feed, never answer, garbage).
 
+For TLS (``serve_in_background(..., tls=ctx)``), :class:`TLSCertificates`
+makes a throwaway CA and server certificate (with ``trustme``) and the
+contexts and PEM files that go with them.
+
 The pytest plugin (``reactor.pytest_plugin``) wraps all of this in fixtures;
 see docs/testing.md.
 
@@ -58,6 +62,7 @@ Every name is importable from ``reactor.testing``; where each one lives:
   (``Delay``, ``Garbage``, ``Chain``).
 * ``faults.py``: :class:`FaultHandler`, :data:`DEFAULT_GARBAGE` and the
   timer thread behind its delays.
+* ``tls.py``: :class:`TLSCertificates` (throwaway certificates for TLS tests).
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ from .expectations import (
 from .faults import DEFAULT_GARBAGE, FaultHandler
 from .handlers import EchoHandler, Event, RecordingHandler, ScriptedHandler
 from .http import Body, HeadersLike, HTTPHandler, HTTPRequest, RouteValue
+from .tls import TLSCertificates
 from .waiting import DEFAULT_TIMEOUT, WaitTimeout
 
 __all__ = [
@@ -100,6 +106,7 @@ __all__ = [
     "RouteValue",
     "ScriptedHandler",
     "ServerFactory",
+    "TLSCertificates",
     "URIPattern",
     "WaitTimeout",
     "serve_in_background",

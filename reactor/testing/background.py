@@ -54,8 +54,9 @@ class BackgroundServer(Generic[H]):
       ``("::1", 43121, 0, 0)`` or a Unix socket path; pass it to
       ``socket.create_connection`` / ``socket.connect`` as is.
     * ``host``, ``port``: from ``addr``; a ``ValueError`` for a Unix socket server.
-    * ``url``: ``"http://127.0.0.1:43121"`` (``http://[::1]:...`` for IPv6);
-      a ``ValueError`` for Unix and UDP servers.
+    * ``url``: ``"http://127.0.0.1:43121"`` (``http://[::1]:...`` for IPv6,
+      ``https://`` with ``tls=``); a ``ValueError`` for Unix and UDP servers.
+    * ``tls``: the server's ``ssl.SSLContext`` (``tls=`` option), or None.
     * ``network``: ``"tcp"``, ``"tcp6"``, ``"udp"``, ``"unix"``... as requested.
     * ``proto_addr``: the real address in ``serve()``'s form, e.g. ``"tcp://127.0.0.1:43121"``.
     * ``connections``: a snapshot list of the open :class:`reactor.Conn` objects.
@@ -91,6 +92,7 @@ class BackgroundServer(Generic[H]):
         kwargs: dict[str, Any] = dict(opts)
         if options is not None:
             kwargs["options"] = options
+        self.tls: Any = kwargs["tls"] if "tls" in kwargs else getattr(options, "tls", None)
         codec = self._custom_codec(kwargs)
         # serve()'s own up-front checks (a handler class, no callbacks at all, a
         # codec class...), run here too: the proxy below would hide the handler.
@@ -298,13 +300,14 @@ class BackgroundServer(Generic[H]):
 
     @property
     def url(self) -> str:
-        """``http://host:port`` of a TCP server (``http://[::1]:port`` for IPv6).
+        """``http://host:port`` of a TCP server (``http://[::1]:port`` for IPv6; ``https://`` with ``tls=``).
 
         :raises ValueError: a Unix or UDP server (no HTTP there).
         """
         if self.network.startswith("udp"):
             raise ValueError(f"{self.proto_addr} is a UDP server: it has no http:// URL (use srv.host, srv.port)")
-        return f"http://{_format_host(self.host)}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{_format_host(self.host)}:{self.port}"
 
     def url_for(self, suffix: str) -> str:
         """:attr:`url` followed by ``suffix`` (a leading ``/`` is added if missing): ``srv.url_for("/api?x=1")``."""

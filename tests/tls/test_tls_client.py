@@ -1,0 +1,239 @@
+"""``Client.dial(..., tls=ctx)``: against a reactor TLS server and against the stdlib's ``ssl`` server; and
+the up-front checks of ``tls=`` on ``serve``, ``Client`` and ``dial``."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import reactor
+from reactor import Action, Conn
+from reactor.testing import EchoHandler, TLSCertificates, serve_in_background
+from tls_support import TIMEOUT, TLSRecorder, wait_until
+
+
+class Collect(reactor.EventServer):
+    """A client handler: says hello in on_opened, collects what comes back."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.infos: list[Any] = []
+        self.closed: list[BaseException | None] = []
+        self.lock = threading.Lock()
+
+    def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
+        self.infos.append(c.tls)
+        return b"hello from the client", Action.NONE
+
+    def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+        with self.lock:
+            self.data += frame or b""
+        return None, Action.NONE
+
+    def on_closed(self, c: Conn, err: BaseException | None) -> Action:
+        self.closed.append(err)
+        return Action.NONE
+
+
+def test_dial_a_reactor_tls_server(tls_certificates: TLSCertificates) -> None:
+    h = Collect()
+    with serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv:
+        with reactor.Client(h) as client:
+            c = client.dial(srv.proto_addr, tls=tls_certificates.client_context())
+            # dial returned after the handshake and on_opened: c.tls is there already.
+            assert c.tls is not None and c.tls.server_hostname == "127.0.0.1"
+            assert c.tls.peer_certificate is not None  # the server's, verified
+            wait_until(lambda: h.data == b"hello from the client", what="the echo")
+            c.async_write(b" and more")
+            wait_until(lambda: h.data.endswith(b" and more"), what="the second echo")
+            c.close()
+            wait_until(lambda: len(h.closed) == 1, what="on_closed")
+    assert h.closed == [None] and len(h.infos) == 1
+
+
+def test_dial_forms_and_the_client_default(tls_certificates: TLSCertificates) -> None:
+    """(host, port) and gnet's two arguments; Client(tls=ctx) for every dial; server_hostname=localhost."""
+    with serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv:
+        with reactor.Client(tls=tls_certificates.client_context()) as client:
+            assert client.request(srv.addr, b"tuple form") == b"tuple form"
+            assert client.request(f"127.0.0.1:{srv.port}", b"host:port") == b"host:port"
+            with client.connect(srv.addr, server_hostname="localhost") as conn:
+                assert conn.request(b"sni localhost") == b"sni localhost"
+                assert conn.conn.tls is not None and conn.conn.tls.server_hostname == "localhost"
+        h = Collect()
+        with reactor.Client(h) as client:
+            client.dial("tcp", f"127.0.0.1:{srv.port}", tls=tls_certificates.client_context())
+            wait_until(lambda: h.data == b"hello from the client", what="the echo")
+
+
+def test_dial_over_unix(tls_certificates: TLSCertificates, tmp_path: Any) -> None:
+    path = str(tmp_path / "s.sock")
+    with serve_in_background(EchoHandler(), f"unix://{path}", tls=tls_certificates.server_context()):
+        with reactor.Client() as client:
+            with pytest.raises(ValueError, match="server_hostname"):
+                client.request(f"unix://{path}", b"x", tls=tls_certificates.client_context())
+            assert client.request(f"unix://{path}", b"over unix", tls=tls_certificates.client_context(),
+                                  server_hostname="localhost") == b"over unix"
+
+
+def test_dial_raises_the_handshake_error(tls_certificates: TLSCertificates) -> None:
+    """A certificate that does not verify: dial raises ssl.SSLCertVerificationError; nothing is left open."""
+    h = Collect()
+    with TLSCertificates() as other, serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv:
+        with reactor.Client(h) as client:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                client.dial(srv.proto_addr, tls=other.client_context())
+            with pytest.raises(ssl.SSLCertVerificationError, match="mismatch|match"):
+                client.dial(srv.addr, tls=tls_certificates.client_context(), server_hostname="wrong.test")
+            # The client goes on: a good dial works.
+            client.dial(srv.addr, tls=tls_certificates.client_context())
+            wait_until(lambda: h.data == b"hello from the client", what="the echo")
+    assert len(h.infos) == 1  # the failed dials never reached on_opened ...
+    assert len(h.closed) == 1  # ... nor on_closed
+
+
+def test_dial_handshake_timeout() -> None:
+    """A TCP server that never answers the ClientHello: dial raises TimeoutError after tls_handshake_timeout."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        ctx = ssl.create_default_context()
+        with reactor.Client(tls_handshake_timeout=0.3) as client:
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError, match="TLS handshake"):
+                client.dial(lsock.getsockname(), tls=ctx, server_hostname="localhost")
+            assert time.monotonic() - t0 < 5
+            accepted, _ = lsock.accept()
+            accepted.close()
+
+
+@pytest.fixture
+def stdlib_tls_server(tls_certificates: TLSCertificates) -> Iterator[tuple[str, int]]:
+    """A blocking stdlib ssl echo server on a thread: one connection at a time, until stopped."""
+    ctx = tls_certificates.server_context()
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = lsock.accept()
+            except TimeoutError:
+                continue
+            raw.settimeout(TIMEOUT)
+            try:
+                with ctx.wrap_socket(raw, server_side=True) as s:
+                    while True:
+                        data = s.recv(65536)
+                        if not data:
+                            break
+                        s.sendall(data.upper())
+            except (OSError, ssl.SSLError):
+                pass
+
+    t = threading.Thread(target=serve, name="stdlib-tls-server")
+    t.start()
+    try:
+        yield lsock.getsockname()
+    finally:
+        stop.set()
+        t.join(TIMEOUT)
+        lsock.close()
+
+
+def test_dial_a_stdlib_ssl_server(stdlib_tls_server: tuple[str, int], tls_certificates: TLSCertificates) -> None:
+    with reactor.Client(tls=tls_certificates.client_context()) as client:
+        with client.connect(stdlib_tls_server) as conn:
+            assert conn.request(b"shout") == b"SHOUT"
+            big = b"q" * 300_000
+            conn.send(big)
+            got = b""
+            while len(got) < len(big):
+                got += conn.recv()
+            assert got == big.upper()
+            assert conn.conn.tls is not None and conn.conn.tls.version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_dial_from_a_callback_returns_during_the_handshake(tls_certificates: TLSCertificates) -> None:
+    """On the loop thread dial cannot wait: on_opened follows, and writes made before it are sent after it."""
+    got: list[bytes] = []
+    opened = threading.Event()
+
+    class Dialer(reactor.EventServer):
+        def __init__(self) -> None:
+            self.client: reactor.Client | None = None
+            self.target: Any = None
+
+        def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+            if frame is None and c.context == "trigger":
+                assert self.client is not None
+                conn = self.client.dial(self.target, tls=tls_certificates.client_context())
+                assert conn.tls is None  # still handshaking
+                conn.context = "tls"
+                conn.write(b"early write")
+            elif frame is not None and c.context == "tls":
+                got.append(frame)
+            return None, Action.NONE
+
+        def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
+            if c.tls is not None:
+                opened.set()
+            return None, Action.NONE
+
+    with serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv, \
+            serve_in_background(EchoHandler()) as plain:
+        h = Dialer()
+        with reactor.Client(h) as client:
+            h.client, h.target = client, srv.addr
+            trigger = client.dial(plain.addr)
+            trigger.context = "trigger"
+            trigger.wake()
+            assert opened.wait(TIMEOUT)
+            wait_until(lambda: b"".join(got) == b"early write", what="the early write's echo")
+
+
+# --- up-front checks -----------------------------------------------------------------------------------
+def test_serve_checks_tls_before_binding(tls_certificates: TLSCertificates) -> None:
+    with pytest.raises(TypeError, match="ssl.SSLContext"):
+        reactor.serve(EchoHandler(), "tcp://127.0.0.1:0", tls="cert.pem")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="server-side"):
+        reactor.serve(EchoHandler(), "tcp://127.0.0.1:0", tls=tls_certificates.client_context())
+    with pytest.raises(ValueError, match="DTLS"):
+        reactor.serve(EchoHandler(), "udp://127.0.0.1:0", tls=tls_certificates.server_context())
+    with pytest.raises(ValueError, match="tls_handshake_timeout"):
+        reactor.serve(EchoHandler(), "tcp://127.0.0.1:0", tls_handshake_timeout=0)
+    # Options carries it too, typed ssl.SSLContext | None.
+    opts = reactor.Options(tls=tls_certificates.server_context(), tls_handshake_timeout=2.5)
+    with serve_in_background(TLSRecorder(), options=opts) as srv:
+        assert srv.url.startswith("https://")
+
+
+def test_client_and_dial_check_tls(tls_certificates: TLSCertificates) -> None:
+    with pytest.raises(ValueError, match="client-side"):
+        reactor.Client(tls=tls_certificates.server_context())
+    with pytest.raises(TypeError, match="ssl.SSLContext"):
+        reactor.Client(tls=object())  # type: ignore[arg-type]
+    with reactor.Client() as client:
+        with pytest.raises(ValueError, match="client-side"):
+            client.dial("tcp://127.0.0.1:1", tls=tls_certificates.server_context())
+        with pytest.raises(TypeError, match="ssl.SSLContext"):
+            client.dial("tcp://127.0.0.1:1", tls=b"pem")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="DTLS"):
+            client.dial("udp://127.0.0.1:53", tls=tls_certificates.client_context())
+        with pytest.raises(ValueError, match="only meaningful"):
+            client.dial("tcp://127.0.0.1:1", server_hostname="x")
+    # PROTOCOL_TLS (either side; deprecated, still in use) is accepted on both.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        generic = ssl.SSLContext(ssl.PROTOCOL_TLS)
+    reactor.Client(tls=generic)
+    with serve_in_background(EchoHandler(), tls=generic) as srv:
+        assert srv.running
