@@ -6,12 +6,13 @@ import argparse
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from typing import Any
 
 import reactor
 
-__all__ = ["ExampleServer", "example_parser", "host_arg", "run_example"]
+__all__ = ["ExampleServer", "example_parser", "host_arg", "run_example", "tls_context"]
 
 
 def host_arg(text: str) -> str:
@@ -30,6 +31,8 @@ class ExampleServer(reactor.EventServer):
 
     #: How the startup line names the server.
     name = "server"
+    #: The ALPN protocols offered with ``--tls-cert`` (the HTTP example: ``("http/1.1",)``).
+    alpn_protocols: tuple[str, ...] = ()
 
     def __init__(self, quiet: bool = False) -> None:
         self.server: reactor.Server | None = None
@@ -38,6 +41,8 @@ class ExampleServer(reactor.EventServer):
         #: server existed (the handler had nothing to stop yet) is honoured
         #: by on_init_complete. Forked workers inherit it with the handler.
         self.stop_requested = False
+        #: Serving TLS (``--tls-cert``): set by run_example before serving.
+        self.tls = False
 
     def listening_on(self, server: reactor.Server) -> str:
         return repr(server.addr)
@@ -72,7 +77,33 @@ def example_parser(prog: str, description: str, default_port: int) -> argparse.A
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes, each with its own SO_REUSEPORT listener (default 1)")
     parser.add_argument("--quiet", action="store_true", help="do not print the listening address")
+    parser.add_argument("--tls-cert", metavar="PEM",
+                        help="serve TLS with this certificate chain (PEM; the key too, unless --tls-key)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key for --tls-cert (PEM)")
     return parser
+
+
+def tls_context(args: argparse.Namespace, alpn_protocols: tuple[str, ...] = ()) -> ssl.SSLContext | None:
+    """The server-side context ``--tls-cert``/``--tls-key`` ask for, or None without them.
+
+    ``ssl.create_default_context(Purpose.CLIENT_AUTH)``: the stdlib's
+    defaults for a server (TLS 1.2 and later, its cipher list), with the
+    certificate chain loaded and ``alpn_protocols`` offered.
+
+    :raises ValueError: ``--tls-key`` without ``--tls-cert``.
+    :raises OSError: a file that cannot be read, a certificate or key that
+        does not load (``ssl.SSLError``), or a key that does not match.
+    """
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if not cert:
+        if key:
+            raise ValueError("--tls-key needs --tls-cert")
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key or None)
+    if alpn_protocols:
+        ctx.set_alpn_protocols(list(alpn_protocols))
+    return ctx
 
 
 def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **options: Any) -> int:
@@ -101,6 +132,16 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
     # never turns Ctrl-C into KeyboardInterrupt.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    prog = getattr(args, "prog", "reactor example")
+    try:
+        tls = tls_context(args, getattr(handler, "alpn_protocols", ()))
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"{prog}: error: cannot load the TLS certificate or key: {reason}", file=sys.stderr)
+        return 2
+    if tls is not None:
+        options["tls"] = tls
+        handler.tls = True
     try:
         reactor.serve(
             handler,
@@ -117,7 +158,6 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
     except KeyboardInterrupt:
         pass  # serve() has already stopped everything before re-raising
     except (OSError, ValueError) as e:  # bind/listen failed; InvalidNetworkAddressError is a ValueError
-        prog = getattr(args, "prog", "reactor example")
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         print(f"{prog}: error: cannot serve on {proto_addr}: {reason}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Run it::
 
-    python -m reactor.examples.echo --port 9000 [--loops N] [--reuse-port]
+    python -m reactor.examples.echo --port 9000 [--loops N] [--reuse-port] [--tls-cert CERT.pem --tls-key KEY.pem]
 
 gnet counterpart: the echo server of gnet's examples and benchmarks.
 """

@@ -4,7 +4,9 @@ Run it::
 
     python -m reactor.examples.http --port 8080 [--loops N] [--reuse-port]
         [--header-timeout 10] [--idle-timeout 60] [--max-header-size 8192] [--max-body-size 1048576]
+        [--tls-cert CERT.pem --tls-key KEY.pem]
     curl -i 127.0.0.1:8080
+    curl -i --cacert CA.pem https://localhost:8443    # with --tls-cert: HTTPS (ALPN http/1.1)
 
 It mirrors the gnet v1 HTTP example the project started from (walked
 through in docs/tutorial.md): a codec frames the byte stream into requests,
@@ -110,6 +112,7 @@ class HTTPServer(ExampleServer):
     """The seed's ``httpServer``: answers every request of a frame, in order, in one write."""
 
     name = "HTTP server"
+    alpn_protocols = ("http/1.1",)  # with --tls-cert: say which HTTP this speaks
 
     def __init__(self, quiet: bool = False) -> None:
         super().__init__(quiet)
@@ -117,7 +120,7 @@ class HTTPServer(ExampleServer):
 
     def listening_on(self, server: reactor.Server) -> str:
         host, port = server.addr[0], server.addr[1]  # type: ignore[index]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     # The frame is the codec's list[Request] (EventServer types it as bytes).
     def react(self, frame: Any, c: Conn) -> tuple[bytes | None, Action]:
