@@ -83,7 +83,7 @@ from .internal.netpoll import READ_EVENTS, READ_WRITE_EVENTS, WRITE_EVENTS
 from .internal.timers import TimerQueue
 from .pkg.listbuffer import ListBuffer
 from .pkg.ringbuffer import RingBuffer
-from .tls import FLUSH_THRESHOLD, OPENED, WANT_READ, WRITE_SLICE, TLSInfo, TLSSession
+from .tls import FLUSH_THRESHOLD, WANT_READ, WRITE_SLICE, TLSInfo, TLSSession
 
 if TYPE_CHECKING:
     import ssl
@@ -569,8 +569,22 @@ class Conn:
         size = len(packet)
         if not size or self._error is not None:
             return
-        if self._tls is not None:
-            self._tls_write(packet)
+        tls = self._tls
+        if tls is not None:
+            # TLSSession.write, written out for the common case (one call
+            # less per answer): encrypt into the outgoing BIO, and send now
+            # unless the loop is batching a read's answers.
+            if size > WRITE_SLICE or not tls.writable:
+                self._tls_write(packet)  # large, early (mid-handshake) or after a failure
+                return
+            try:
+                tls.encrypt(packet)
+            except OSError as e:  # ssl.SSLError: the session failed
+                tls.fail()
+                self._fail(e)
+                return
+            if not tls.batching or tls.outgoing.pending >= FLUSH_THRESHOLD:
+                self._send_cipher(tls.drain())
             return
         if self._outbound._len:
             # Never write around queued bytes: that would reorder the stream.
@@ -911,12 +925,7 @@ class Conn:
         """
         tls = self._tls
         assert tls is not None
-        tls.batching = True
-        if n:
-            tls.feed(view[:n])
-        if tls.handshaking:
-            return OPENED if tls.handshake() else WANT_READ
-        return tls.decrypt_into(view)
+        return tls.receive(view, n)
 
     def tls_decrypt(self, view: memoryview) -> int:
         """The next plaintext into ``view``: a count > 0, ``WANT_READ`` (all decrypted) or ``CLOSE_NOTIFY``.
@@ -945,8 +954,18 @@ class Conn:
         if tls is None:
             return
         tls.batching = False
-        if self._opened and tls.pending_output():
-            self._send_cipher(tls.take_output())
+        cipher = tls.drain()
+        if not cipher or not self._opened:
+            return
+        if self._outbound._len or self._error is not None:
+            self._send_cipher(cipher)
+            return
+        size = len(cipher)  # _send_cipher, written out: once per read
+        n = _sys_write(self.fd, cipher, size)
+        if n == size:
+            self._active = self._loop.timers.now
+        else:
+            self.queue_unwritten(cipher, n)
 
     def tls_eof(self) -> BaseException | None:
         """read(2) returned 0: the error for ``on_closed`` (``ssl.SSLEOFError`` without close_notify), or None.
@@ -975,28 +994,23 @@ class Conn:
         return tls is not None and tls.received
 
     def _tls_write(self, packet: Any) -> None:
-        """``write_raw`` with TLS: encrypt, then send now, or at the end of the batch (``tls_flush``)."""
+        """``write_raw`` with TLS for any size (small ones take the inline path in ``write_raw``).
+
+        A large write goes a slice at a time: the outgoing BIO never holds
+        more than a slice or two; the ciphertext waits in the outbound queue,
+        where ``write_buffer_cap`` sees it. Sent now, or at the end of the
+        batch (``tls_flush``).
+        """
         tls = self._tls
         assert tls is not None
-        if tls.handshaking:
-            tls.early.append(packet)
-            return
-        if not tls.open:
-            return  # failed or closed: dropped, like any write to a closed connection
         try:
-            if len(packet) <= WRITE_SLICE:
-                tls.encrypt(packet)
-            else:
-                view = memoryview(packet)
-                for off in range(0, len(view), WRITE_SLICE):
-                    tls.encrypt(view[off : off + WRITE_SLICE])
-                    if tls.pending_output() >= FLUSH_THRESHOLD:
-                        self._send_cipher(tls.take_output())
+            view = memoryview(packet)
+            for off in range(0, len(view), WRITE_SLICE):
+                cipher = tls.write(view[off : off + WRITE_SLICE])
+                if cipher:
+                    self._send_cipher(cipher)
         except OSError as e:  # ssl.SSLError
             self._fail(e)
-            return
-        if not tls.batching or tls.pending_output() >= FLUSH_THRESHOLD:
-            self._send_cipher(tls.take_output())
 
     def _tls_move_output(self) -> None:
         """Whatever ciphertext waits in the outgoing BIO, into the outbound path now."""

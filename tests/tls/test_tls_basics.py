@@ -268,8 +268,12 @@ def test_codec_async_write_wake_deadline_and_idle(tls_certificates: TLSCertifica
         assert isinstance(h.closed[1], TimeoutError)
 
 
-def test_write_buffer_cap_pauses_a_peer_that_does_not_read(tls_certificates: TLSCertificates) -> None:
-    """Back-pressure counts ciphertext in the outbound queue: a non-reading TLS peer stops being read."""
+@pytest.mark.parametrize("codec", ["fixed", "builtin"])
+def test_write_buffer_cap_pauses_a_peer_that_does_not_read(tls_certificates: TLSCertificates, codec: str) -> None:
+    """Back-pressure counts ciphertext in the outbound queue: a non-reading TLS peer stops being read.
+
+    "builtin": the TLS direct path (each record is a frame); "fixed": a codec, one byte per frame.
+    """
     class Flood(reactor.EventServer):
         def __init__(self) -> None:
             self.frames = 0
@@ -282,8 +286,8 @@ def test_write_buffer_cap_pauses_a_peer_that_does_not_read(tls_certificates: TLS
 
     h = Flood()
     cap = 256 * 1024
-    with serve_in_background(h, tls=tls_certificates.server_context(), write_buffer_cap=cap,
-                             codec=reactor.FixedLengthFrameCodec(1)) as srv:
+    opts: dict[str, Any] = {"codec": reactor.FixedLengthFrameCodec(1)} if codec == "fixed" else {}
+    with serve_in_background(h, tls=tls_certificates.server_context(), write_buffer_cap=cap, **opts) as srv:
         with tls_connect(srv.addr, tls_certificates.client_context(), rcvbuf=4096) as s:
             sent = 0
             s.settimeout(0.5)
