@@ -13,6 +13,13 @@ reactor-et     reactor, 1 loop, edge-triggered (gnet v2 mode)                   
 reactor-base   bench/servers/reactor_server.py of another checkout (A/B runs)     no (opt-in)
 =============  =================================================================  ============
 
+TLS workloads (tls-echo-4k, https-pipe) run on the peers with ``tls=True``:
+reactor (``serve(tls=ctx)``), asyncio and uvloop (``create_server(ssl=ctx)``:
+asyncio's sslproto.py and uvloop's sslproto.pyx) and the reactor variants.
+The C server and the selectors server have no TLS layer and are skipped for
+them (a C server on OpenSSL would measure OpenSSL's own record layer, not an
+event loop's; the comparison that matters is between the Python I/O layers).
+
 ``reactor-base`` measures a change against the tree before it, interleaved in
 the same run (the only fair comparison on a noisy machine): set
 ``REACTOR_BASELINE_TREE`` to the baseline checkout and
@@ -48,6 +55,8 @@ class Peer:
     default: bool = True
     #: None if it can run here, else why not (the peer is then skipped with this note).
     unavailable: str | None = None
+    #: Serves TLS when given --tls-cert/--tls-key (the TLS workloads skip the others).
+    tls: bool = False
 
 
 def _python(module: str, *extra: str) -> Callable[[str, str, int, dict[str, Path]], list[str]]:
@@ -89,17 +98,20 @@ def _uvloop_missing() -> str | None:
 def all_peers() -> dict[str, Peer]:
     """Every known peer, in the order they run within a round (the default set first)."""
     peers = [
-        Peer("reactor", "reactor 1 loop (reactor.serve, default options)", _python("bench.servers.reactor_server")),
+        Peer("reactor", "reactor 1 loop (reactor.serve, default options)", _python("bench.servers.reactor_server"),
+             tls=True),
         Peer(
             "asyncio",
             "asyncio Protocol, stock event loop",
             _python("bench.servers.asyncio_server", "--loop", "asyncio"),
+            tls=True,
         ),
         Peer(
             "uvloop",
             "asyncio Protocol on uvloop",
             _python("bench.servers.asyncio_server", "--loop", "uvloop"),
             unavailable=_uvloop_missing(),
+            tls=True,
         ),
         Peer("selectors", "stdlib selectors (epoll), hand-written loop", _python("bench.servers.selectors_server")),
         Peer("c-epoll", "C, single-threaded level-triggered epoll (one-core limit)", _c_epoll),
@@ -108,12 +120,14 @@ def all_peers() -> dict[str, Peer]:
             "reactor 1 loop, reuse_port=True (no separate acceptor thread)",
             _python("bench.servers.reactor_server", "--reuse-port"),
             default=False,
+            tls=True,
         ),
         Peer(
             "reactor-et",
             "reactor 1 loop, edge_triggered=True",
             _python("bench.servers.reactor_server", "--edge-triggered"),
             default=False,
+            tls=True,
         ),
         Peer(
             "reactor-base",

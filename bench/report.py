@@ -42,6 +42,8 @@ def aggregate(meta: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str
     for w in meta["workloads"]:
         for p in meta["peers"]:
             mine = [r for r in runs if r["workload"] == w and r["peer"] == p]
+            if not mine:
+                continue  # not run: a peer without TLS for a TLS workload (meta["skipped_cells"])
             ok = [r for r in mine if "failed" not in r]
             cell: dict[str, Any] = {"workload": w, "peer": p, "runs": len(mine), "failed": len(mine) - len(ok)}
             for key in ("throughput", "p50_us", "p99_us", "cpu_us_per_op", "user_us_per_op", "accept_s", "echo_s",
@@ -209,6 +211,10 @@ def markdown(meta: dict[str, Any], runs: list[dict[str, Any]], cells: list[dict[
     if meta.get("skipped_peers"):
         out += ["", "## Skipped peers", ""]
         for name, why in meta["skipped_peers"].items():
+            out.append(f"- {name}: {why}")
+    if meta.get("skipped_cells"):
+        out += ["", "## Skipped workloads", ""]
+        for name, why in meta["skipped_cells"].items():
             out.append(f"- {name}: {why}")
     out += ["", "## Peers", ""]
     for name, desc in meta["peer_descriptions"].items():

@@ -168,15 +168,19 @@ def run_once(peer: Peer, w: Workload, args: argparse.Namespace, binaries: dict[s
     """Start ``peer``, drive ``w`` once, stop ``peer``; the run's measurements (errors included)."""
     port = system.free_port(HOST)
     res: dict[str, Any] = {"peer": peer.name, "workload": w.name, "port": port}
+    cmd = peer.command(w.mode, HOST, port, binaries)
+    if w.tls:
+        files = build.tls_files()
+        assert files is not None  # the plan skips TLS workloads without them
+        cmd += ["--tls-cert", str(files[0]), "--tls-key", str(files[1])]
     with tempfile.TemporaryFile() as log:
-        server = system.spawn(peer.command(w.mode, HOST, port, binaries), cpu=args.server_cpu, cwd=REPO,
-                              stdout=log, stderr=subprocess.STDOUT)
+        server = system.spawn(cmd, cpu=args.server_cpu, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         res["server_pid"] = server.pid
         kids: list[int] = []
         try:
             system.wait_listening(server, HOST, port, SERVER_START_LIMIT)
             # wrk only checks that responses parse; this checks their bytes and order once per run.
-            checks = check_http(port) if w.mode == "http" else []
+            checks = check_http(port, tls=w.tls) if w.mode == "http" else []
             werr, wdetails = warm_up(w, port=port, seconds=args.warmup, cpu=args.load_cpu, binaries=binaries)
             werr, wdetails = werr + len(checks), checks + [f"warm-up: {d}" for d in wdetails]
             system.wait_cpu_settled(server.pid, limit=SETTLE_LIMIT)
@@ -319,6 +323,25 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 
+def tls_skips(workloads: list[Workload], peers: list[Peer], binaries: dict[str, Path]) -> dict[str, str]:
+    """``{"workload/peer": why}`` for the TLS runs that cannot happen: a peer without TLS, or no TLS tooling."""
+    skipped: dict[str, str] = {}
+    for w in workloads:
+        if not w.tls:
+            continue
+        missing = None
+        if w.kind == "echo" and "tls_echo_load" not in binaries:
+            missing = build.MISSING.get("tls_echo_load", "tls_echo_load is not built")
+        elif build.tls_files() is None:
+            missing = build.MISSING.get("tls", "no TLS certificate")
+        for p in peers:
+            if missing is not None:
+                skipped[f"{w.name}/{p.name}"] = missing
+            elif not p.tls:
+                skipped[f"{w.name}/{p.name}"] = "this peer has no TLS layer (see bench/peers.py)"
+    return skipped
+
+
 def session_meta(prog: str, argv: list[str] | None, started: float, args: argparse.Namespace,
                  peers: list[Any], skipped: dict[str, str | None], workloads: list[Workload],
                  machine: dict[str, Any]) -> dict[str, Any]:
@@ -366,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_peers.append(peers[name])
     workloads = [WORKLOADS[n] for n in args.workload_list]
-    plan = [(r, w, p) for r in range(args.rounds) for w in workloads for p in run_peers]
+    skipped_cells = tls_skips(workloads, run_peers, binaries)
+    for cell, why in skipped_cells.items():
+        _say(f"bench: skipping {cell}: {why}")
+    plan = [(r, w, p) for r in range(args.rounds) for w in workloads for p in run_peers
+            if f"{w.name}/{p.name}" not in skipped_cells]
     typical = sum(_estimate(w, args)[0] for _, w, _ in plan)
     pauses = sum(2.0 * a for a in range(1, args.retries + 1))  # run_cell's sleeps between attempts
     worst = sum(_estimate(w, args)[1] * (args.retries + 1) + pauses for _, w, _ in plan)
@@ -404,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
     meta = session_meta("python -m bench", argv, started, args, run_peers, skipped, workloads, machine)
+    meta["skipped_cells"] = skipped_cells
     try:
         paths = report.write_all(args.out, meta, runs)
     except Exception:

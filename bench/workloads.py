@@ -12,7 +12,17 @@ echo-64-p16     echo    echo_load: 64 connections x 64 B, 16 messages in flight 
 conns-10k       echo    echo_load --mode conns: 10,000 connections (at most 64 opening at a time),
                         one echo each to prove the accept, VmRSS with all idle, then one echo on
                         every connection at once
+tls-echo-4k     echo    tls_echo_load (echo_load with OpenSSL): 64 TLS connections x 4 KiB ping-pong
+https-pipe      http    wrk https://, 1 thread, 64 TLS connections, 16 pipelined requests per write
 ==============  ======  ===========================================================================
+
+The TLS workloads (``tls=True``) serve with bench/.build/tls/cert.pem (a
+self-signed ECDSA P-256 certificate, :func:`bench.build.tls_files`), loaded
+by every peer into ``ssl.create_default_context(Purpose.CLIENT_AUTH)``, so
+all negotiate TLS 1.3 with the same cipher; the handshakes happen before the
+timed window (64 connections, opened first), so the CPU per op is the record
+layer's: decrypt, hand to the application, encrypt, write. Peers without
+TLS (the C server, selectors) are skipped for them.
 
 An "op" is one HTTP response (also with pipelining: wrk counts each) or one
 message echoed back in full.  Every load generator runs pinned to the load
@@ -28,6 +38,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -55,6 +66,8 @@ class Workload:
     size: int = 0
     depth: int = 1
     description: str = ""
+    #: Over TLS: the server gets --tls-cert/--tls-key, the load generator speaks TLS.
+    tls: bool = False
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -70,6 +83,10 @@ WORKLOADS: dict[str, Workload] = {
                  description="64 connections x 64 B, 16 messages in flight each"),
         Workload("conns-10k", "echo", "conns", 10_000, 64,
                  description="10,000 connections: accept all, RSS, one echo on each"),
+        Workload("tls-echo-4k", "echo", "echo", 64, 4096, tls=True,
+                 description="64 TLS connections x 4 KiB ping-pong (TLS 1.3, OpenSSL client)"),
+        Workload("https-pipe", "http", "wrk", 64, depth=PIPELINE_DEPTH, tls=True,
+                 description=f"wrk https://, 64 TLS connections, {PIPELINE_DEPTH} pipelined requests per write"),
     )
 }
 
@@ -103,7 +120,7 @@ def _last_json(text: str, who: str) -> dict[str, Any]:
 
 
 def _wrk(w: Workload, port: int, seconds: int, cpu: int | None) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{port}/"
+    url = f"{'https' if w.tls else 'http'}://127.0.0.1:{port}/"
     cmd = ["wrk", "-t1", f"-c{w.conns}", f"-d{seconds}s"]
     if w.depth > 1:
         # wrk hands the arguments after "--" to the script's init(); they go after the URL.
@@ -131,7 +148,7 @@ def _wrk(w: Workload, port: int, seconds: int, cpu: int | None) -> dict[str, Any
 
 def _echo(w: Workload, port: int, seconds: float, cpu: int | None, binaries: dict[str, Path],
           server_pid: int) -> dict[str, Any]:
-    exe = str(binaries["echo_load"])
+    exe = str(binaries["tls_echo_load" if w.tls else "echo_load"])
     if w.kind == "conns":
         cmd = [exe, "--mode", "conns", "--port", str(port), "--conns", str(w.conns), "--size", str(w.size),
                "--window", "64", "--rss-pid", str(server_pid), "--timeout", "150"]
@@ -195,16 +212,17 @@ _RESPONSE = re.compile(
 _REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def check_http(port: int, timeout: float = 5.0) -> list[str]:
+def check_http(port: int, timeout: float = 5.0, tls: bool = False) -> list[str]:
     """Check an HTTP peer's answers byte by byte, which wrk does not: what is wrong, if anything.
 
     Sends three pipelined requests in one write, then one request split in
     two writes 50 ms apart (a request straddling two reads), and expects
     exactly four identical 200 responses, in order, and nothing else.
+    ``tls``: over TLS (the certificate is not verified: it is the bench's own).
     """
     problems: list[str] = []
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with _connect(port, timeout, tls) as s:
             s.sendall(_REQUEST * 3)
             s.sendall(_REQUEST[:10])
             time.sleep(0.05)
@@ -218,6 +236,8 @@ def check_http(port: int, timeout: float = 5.0) -> list[str]:
                 data += chunk
     except OSError as e:
         return [f"HTTP check: {type(e).__name__}: {e}"]
+    except ssl.SSLError as e:
+        return [f"HTTP check over TLS: {e}"]
     rest = _RESPONSE.sub(b"", data)
     count = len(_RESPONSE.findall(data))
     if count != 4:
@@ -225,6 +245,20 @@ def check_http(port: int, timeout: float = 5.0) -> list[str]:
     if rest:
         problems.append(f"HTTP check: unexpected bytes in the answers: {rest[:120]!r}")
     return problems
+
+
+def _connect(port: int, timeout: float, tls: bool) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if not tls:
+        return s
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        return ctx.wrap_socket(s, server_hostname="localhost")
+    except BaseException:
+        s.close()
+        raise
 
 
 def warm_up(w: Workload, *, port: int, seconds: float, cpu: int | None,
@@ -240,7 +274,7 @@ def warm_up(w: Workload, *, port: int, seconds: float, cpu: int | None,
         return r["errors"], r["error_details"]
     # The 10k test warms up with ordinary echo traffic: its "before" RSS must be a warm server's.
     conns, size, depth = (w.conns, w.size, w.depth) if w.kind == "echo" else (64, 64, 1)
-    exe = str(binaries["echo_load"])
+    exe = str(binaries["tls_echo_load" if w.tls else "echo_load"])
     raw = _last_json(_run([exe, "--port", str(port), "--conns", str(conns), "--size", str(size),
                            "--depth", str(depth), "--duration", str(seconds), "--drain", "2"],
                           cpu=cpu, timeout=seconds + 30), "echo_load")

@@ -40,6 +40,14 @@
  * Output: one JSON object on stdout (see print_json()); diagnostics on stderr.
  * Exit status 0 if the run completed (even with verification errors, which
  * are in the JSON), 2 on bad usage or setup failure.
+ *
+ * TLS: built with -DECHO_TLS (and -lssl -lcrypto) this is tls_echo_load, the
+ * load generator of the tls-echo-4k workload.  Every connection runs a TLS
+ * handshake (OpenSSL, non-blocking, on the same epoll loop) before its first
+ * message, and every byte then goes through SSL_write/SSL_read: the same C
+ * client and the same crypto for every server, so the server's CPU per
+ * operation compares the servers' TLS layers.  Certificates are not
+ * verified (a benchmark, on loopback, against a throwaway certificate).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -58,6 +66,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef ECHO_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 /* Pattern period: a prime just above 1 MiB, so no message size or in-flight
  * window is a multiple of it and a shifted stream can never line up again. */
@@ -69,7 +81,7 @@
 #define MAX_EVENTS 1024
 #define MAX_DETAILS 10
 
-enum { ST_IDLE, ST_CONNECTING, ST_OPEN, ST_DEAD };
+enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
 
 typedef struct {
     int fd;
@@ -83,6 +95,9 @@ typedef struct {
     uint64_t *tsend;   /* issue time (ns) of messages in flight, ring of `depth` */
     uint64_t t_open;   /* conns mode: when connect() was called */
     int want_out;      /* EPOLLOUT currently in the interest set */
+#ifdef ECHO_TLS
+    SSL *ssl;
+#endif
 } conn_t;
 
 /* Latency histogram with ~0.2 % resolution: values below 1024 ns get their
@@ -218,8 +233,53 @@ static void set_interest(conn_t *c, int idx, int out) {
 /* conns mode bookkeeping: connections whose first echo came back, and dead ones. */
 static int n_established, n_dead;
 
+#ifdef ECHO_TLS
+static SSL_CTX *tls_ctx;
+
+/* OpenSSL's error queue as one line, for error_at(). */
+static const char *tls_error(void) {
+    static char buf[256];
+    unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (!e) return strerror(errno);
+    ERR_error_string_n(e, buf, sizeof buf);
+    return buf;
+}
+#endif
+
+/* write(2), or SSL_write in TLS mode: bytes taken, or -1 with errno EAGAIN (retry when writable) or another. */
+static ssize_t io_write(conn_t *c, const void *buf, size_t n) {
+#ifdef ECHO_TLS
+    int w = SSL_write(c->ssl, buf, (int)n);
+    if (w > 0) return w;
+    int e = SSL_get_error(c->ssl, w);
+    errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPROTO;
+    return -1;
+#else
+    return write(c->fd, buf, n);
+#endif
+}
+
+/* read(2), or SSL_read in TLS mode: bytes, 0 at EOF (close_notify or TCP FIN), or -1 with errno. */
+static ssize_t io_read(conn_t *c, void *buf, size_t n) {
+#ifdef ECHO_TLS
+    int r = SSL_read(c->ssl, buf, (int)n);
+    if (r > 0) return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN : EPROTO;
+    return -1;
+#else
+    return read(c->fd, buf, n);
+#endif
+}
+
 static void kill_conn(conn_t *c) {
     if (c->state == ST_DEAD) return;
+#ifdef ECHO_TLS
+    if (c->ssl) SSL_free(c->ssl);
+    c->ssl = NULL;
+#endif
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     if (c->done >= 1) n_established--; /* it leaves the established set */
@@ -256,10 +316,14 @@ static void flush_out(conn_t *c, int idx) {
     while (c->sent < c->target) {
         uint64_t left = c->target - c->sent;
         size_t n = left < CHUNK ? (size_t)left : CHUNK;
-        ssize_t w = write(c->fd, pattern + (c->seed + c->sent) % PLEN, n);
+        ssize_t w = io_write(c, pattern + (c->seed + c->sent) % PLEN, n);
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR) break;
+#ifdef ECHO_TLS
+            error_at(idx, "SSL_write() at stream offset %llu: %s", (unsigned long long)c->sent, tls_error());
+#else
             error_at(idx, "write() at stream offset %llu: %s", (unsigned long long)c->sent, strerror(errno));
+#endif
             kill_conn(c);
             return;
         }
@@ -315,6 +379,38 @@ static int verify(conn_t *c, int idx, const unsigned char *buf, size_t n) {
 static uint64_t ops_window, ops_total, bytes_window;
 static int window_open;
 
+/* The connection is open (TCP, and TLS if built with it): what happens next depends on the mode. */
+static void opened(conn_t *c, int idx) {
+    c->state = ST_OPEN;
+    if (opt.conns_mode) {
+        /* Proof of accept: one message, echoed. */
+        issue(c, c->t_open);
+        flush_out(c, idx);
+    } else {
+        set_interest(c, idx, 0); /* pingpong messages start together once every connection is open */
+    }
+}
+
+#ifdef ECHO_TLS
+/* Drive the client handshake; the interest follows what OpenSSL waits for. */
+static void handshake(conn_t *c, int idx) {
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        opened(c, idx);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        if (c->want_out) set_interest(c, idx, 0);
+    } else if (e == SSL_ERROR_WANT_WRITE) {
+        if (!c->want_out) set_interest(c, idx, 1);
+    } else {
+        error_at(idx, "TLS handshake: %s", tls_error());
+        kill_conn(c);
+    }
+}
+#endif
+
 static void on_event(int idx, uint32_t events, int sending, hist_t *h) {
     conn_t *c = &cs[idx];
     if (c->state == ST_DEAD) return;
@@ -328,19 +424,28 @@ static void on_event(int idx, uint32_t events, int sending, hist_t *h) {
             return;
         }
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-        c->state = ST_OPEN;
-        if (opt.conns_mode) {
-            /* Proof of accept: one message, echoed. */
-            issue(c, c->t_open);
-        } else {
-            set_interest(c, idx, 0); /* pingpong messages start together once every connection is open */
-            return;
-        }
-        flush_out(c, idx);
+#ifdef ECHO_TLS
+        c->ssl = SSL_new(tls_ctx);
+        if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) die("SSL_new: %s", tls_error());
+        SSL_set_tlsext_host_name(c->ssl, "localhost");
+        SSL_set_connect_state(c->ssl);
+        c->state = ST_HANDSHAKE;
+        handshake(c, idx);
+#else
+        opened(c, idx);
+#endif
         return;
     }
-    if (events & EPOLLIN || events & (EPOLLERR | EPOLLHUP)) {
-        ssize_t n = read(c->fd, rbuf, sizeof rbuf);
+#ifdef ECHO_TLS
+    if (c->state == ST_HANDSHAKE) {
+        handshake(c, idx);
+        return;
+    }
+#endif
+    /* TLS: SSL_read takes one record at a time, and a record already in
+     * OpenSSL's buffer is no longer "readable" for epoll: read until EAGAIN. */
+    for (int more = events & EPOLLIN || events & (EPOLLERR | EPOLLHUP); more;) {
+        ssize_t n = io_read(c, rbuf, sizeof rbuf);
         if (n == 0) {
             error_at(idx, "server closed the connection after %llu of %llu bytes echoed",
                      (unsigned long long)c->recvd, (unsigned long long)c->sent);
@@ -348,8 +453,12 @@ static void on_event(int idx, uint32_t events, int sending, hist_t *h) {
             return;
         }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) return;
+            if (errno == EAGAIN || errno == EINTR) break;
+#ifdef ECHO_TLS
+            error_at(idx, "SSL_read() at stream offset %llu: %s", (unsigned long long)c->recvd, tls_error());
+#else
             error_at(idx, "read() at stream offset %llu: %s", (unsigned long long)c->recvd, strerror(errno));
+#endif
             kill_conn(c);
             return;
         }
@@ -369,6 +478,11 @@ static void on_event(int idx, uint32_t events, int sending, hist_t *h) {
             }
             if (sending) issue(c, t);
         }
+#ifdef ECHO_TLS
+        more = 1;
+#else
+        more = 0; /* plain TCP: one read per event, as before (level-triggered: epoll reports the rest) */
+#endif
     }
     if (c->state == ST_OPEN && (c->sent < c->target || (events & EPOLLOUT))) flush_out(c, idx);
 }
@@ -452,6 +566,14 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     make_pattern();
+#ifdef ECHO_TLS
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) die("SSL_CTX_new: %s", tls_error());
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    /* Partial writes make SSL_write behave like write(2) on a non-blocking socket;
+     * a retry after WANT_WRITE may then pass a moved (but identical) buffer. */
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+#endif
 
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
     if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1) die("bad --host %s", opt.host);
@@ -480,7 +602,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < opt.conns; i++) start_connect(&cs[i], i, &addr);
         for (;;) {
             int pending = 0;
-            for (int i = 0; i < opt.conns; i++) pending += cs[i].state == ST_CONNECTING;
+            for (int i = 0; i < opt.conns; i++) pending += cs[i].state == ST_CONNECTING || cs[i].state == ST_HANDSHAKE;
             if (!pending) break;
             ALIVE_OR_BREAK
             poll_once(100, 0, NULL);

@@ -1,6 +1,11 @@
 """The asyncio and uvloop peers: ``asyncio.Protocol`` servers (the fast asyncio API, not streams).
 
     python -m bench.servers.asyncio_server --mode echo|http --port P [--loop asyncio|uvloop]
+        [--tls-cert CERT --tls-key KEY]
+
+With --tls-cert: ``create_server(ssl=ctx)``, i.e. asyncio's ``SSLProtocol``
+(Lib/asyncio/sslproto.py) or uvloop's (sslproto.pyx), between the socket and
+the same Protocol.
 
 Why the Protocol API: it is the layer uvloop's own benchmarks use and the
 closest asyncio counterpart of reactor's callbacks (``data_received`` ~
@@ -16,7 +21,7 @@ import asyncio
 import signal
 import sys
 
-from .common import HTTPSession, parse_args
+from .common import HTTPSession, parse_args, server_context
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -63,7 +68,7 @@ def main() -> int:
     factory = EchoProtocol if args.mode == "echo" else HTTPProtocol
     # backlog: the same request as every other peer (the kernel caps it at somaxconn).
     server: asyncio.AbstractServer = loop.run_until_complete(
-        loop.create_server(factory, args.host, args.port, backlog=4096)
+        loop.create_server(factory, args.host, args.port, backlog=4096, ssl=server_context(args))
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, loop.stop)

@@ -22,12 +22,13 @@ and answers with the same bytes, but without validating the request.)
 from __future__ import annotations
 
 import argparse
+import ssl
 
 from reactor import Action
 from reactor.examples.http import MAX_BODY, MAX_HEADER, HTTPServer
 from reactor.http import CONTINUE, ByteBuffer, Limits, RequestParser
 
-__all__ = ["HTTPSession", "parse_args"]
+__all__ = ["HTTPSession", "parse_args", "server_context"]
 
 
 _server = HTTPServer(quiet=True)
@@ -74,4 +75,19 @@ def parse_args(prog: str, description: str, extra: argparse.ArgumentParser | Non
     parser.add_argument("--mode", choices=("echo", "http"), required=True, help="what to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="TCP port")
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM; the TLS workloads)")
+    parser.add_argument("--tls-key", help="the private key for --tls-cert (PEM)")
     return parser.parse_args()
+
+
+def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context every peer serves with (None without --tls-cert): the stdlib's server defaults.
+
+    The same function for every Python peer, so they negotiate the same
+    protocol and cipher and differ only in their I/O layer.
+    """
+    if not args.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    return ctx

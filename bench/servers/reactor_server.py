@@ -1,7 +1,7 @@
 """The reactor peer: echo and HTTP on reactor's public API, one event loop by default.
 
     python -m bench.servers.reactor_server --mode echo|http --port P [--loops N]
-        [--reuse-port] [--edge-triggered]
+        [--reuse-port] [--edge-triggered] [--tls-cert CERT --tls-key KEY]
 
 echo: an ``EventServer`` whose ``react`` returns the frame it got (with the
 built-in codec a frame is everything one read produced): gnet's echo server.
@@ -26,7 +26,7 @@ import reactor
 from reactor import Action, Conn
 from reactor.examples.http import HTTPCodec, HTTPServer
 
-from .common import parse_args
+from .common import parse_args, server_context
 
 
 class EchoServer(reactor.EventServer):
@@ -72,6 +72,7 @@ def main() -> int:
             num_event_loop=args.loops,
             reuse_port=args.reuse_port,
             edge_triggered=args.edge_triggered,
+            tls=server_context(args),
             **opts,
         )
     except KeyboardInterrupt:
