@@ -146,6 +146,12 @@ class Supervisor:
                     os.close(other.report_fd)
                 os.close(self._stop_fd)
                 threads.set_pdeathsig(signal.SIGTERM)
+                # fork() copies the forking thread's signal mask, and reactor
+                # starts its threads with SIGTERM & co. blocked (start_thread):
+                # a worker forked from such a thread (serve_in_background's)
+                # would never see PDEATHSIG's SIGTERM or the parent's stop.
+                # This process has one thread: let it receive them.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, threads.ASYNC_SIGNALS)
                 if os.getppid() != parent_pid:
                     os._exit(1)  # the parent died before prctl: nobody to serve for
                 child(w)

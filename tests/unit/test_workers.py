@@ -386,6 +386,23 @@ def test_unhandled_sigint_raises_keyboardinterrupt_after_every_worker_stopped(tm
         assert raised["type"] == "KeyboardInterrupt", g.describe()
 
 
+def test_workers_forked_from_a_masked_thread_still_follow_their_parent(tmp_path: Path) -> None:
+    """serve(workers=N) on a thread that blocks SIGTERM (serve_in_background's, reactor's own): the
+    fork copies that mask, and a worker that kept it would never see PR_SET_PDEATHSIG's SIGTERM nor
+    the parent's stop; it must unblock the signals it is stopped by."""
+    with workers_server(tmp_path, f"tcp://{HOST}:0", "--workers", "2", "--in-thread", "--masked",
+                        "--signals", "none") as g:
+        inits = g.inits(2)
+        assert ask_tcp(inits[0]["addr"][1])
+        for e in inits:
+            with open(f"/proc/{e['pid']}/status") as f:
+                blocked = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+            assert not blocked & (1 << (signal.SIGTERM - 1)), f"worker {e['pid']} blocks SIGTERM"
+        g.proc.send_signal(signal.SIGKILL)
+        assert g.proc.wait(TIMEOUT) == -signal.SIGKILL
+        assert wait_gone([e["pid"] for e in inits]) == [], g.describe()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "unhandled-SIGTERM"])
 def test_parent_killed_workers_follow(tmp_path: Path, sig: int) -> None:
     """PR_SET_PDEATHSIG: the kernel sends each worker SIGTERM when the parent dies, however it dies."""

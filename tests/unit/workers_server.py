@@ -27,7 +27,8 @@ Python's defaults (SIGTERM kills the parent, SIGINT raises KeyboardInterrupt).
 ``--init-shutdown K`` / ``--init-raise K``: worker K's ``on_init_complete``
 returns SHUTDOWN / raises :class:`InitFailed`. ``--tick-shutdown K``: worker
 K's ``tick`` returns SHUTDOWN 0.3 s after it started. ``--in-thread``: ``serve``
-runs on a thread of the parent (the main thread waits for it).
+runs on a thread of the parent (the main thread waits for it); ``--masked``
+starts that thread as reactor starts its own, with the async signals blocked.
 ``--nest-signal K``: worker K gets a second SIGTERM while its stop handler
 holds a lock (see :func:`nest_a_signal_in_the_stop_handler`).
 """
@@ -46,6 +47,7 @@ from typing import Any
 
 import reactor
 from reactor import Action
+from reactor.internal import threads
 
 # netsupport is tests/netsupport.py, one folder up: not on the sys.path of this subprocess.
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -160,6 +162,8 @@ def main() -> int:
     p.add_argument("--tick-shutdown", type=int, default=-1)
     p.add_argument("--nest-signal", type=int, default=-1)
     p.add_argument("--in-thread", action="store_true", help="call serve() on a thread, not the main thread")
+    p.add_argument("--masked", action="store_true",
+                   help="with --in-thread: start that thread with reactor's signal mask (as serve_in_background)")
     args = p.parse_args()
 
     if args.signals == "stop":
@@ -204,7 +208,10 @@ def main() -> int:
                     failure.append(e)
 
             t = threading.Thread(target=target, name="serve")
-            t.start()
+            if args.masked:
+                threads.start_thread(t)  # SIGTERM & co. blocked in t, and so in what it forks
+            else:
+                t.start()
             while t.is_alive():
                 t.join(0.05)  # a bounded join: signal handlers run on the main thread meanwhile
             if failure:
