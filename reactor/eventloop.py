@@ -497,7 +497,13 @@ class EventLoop:
             if err != _EAGAIN and err != _EINTR:
                 self._tls_error(c, unix.syscall_error("read", err))
             return
-        self._tls_input(c, n)
+        try:
+            k = c.tls_receive(self._view, n)  # _tls_input, written out
+        except ssl.SSLError as e:
+            c.tls_flush()
+            self._tls_error(c, e)
+            return
+        self._tls_chunks(c, k)
 
     def _read_tls_direct(self, c: Conn) -> None:
         """``_read_tls`` for the direct case (built-in codec, no encode, no hooks): each record is the frame.
@@ -615,6 +621,8 @@ class EventLoop:
                         self._process(c)
                         if not c._opened or c._draining:
                             break
+                    if not tls.more:
+                        break
                 elif k == WANT_READ:
                     break
                 elif k == OPENED:
