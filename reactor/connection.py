@@ -904,13 +904,18 @@ class Conn:
         """The handshake starts: it must complete by loop time ``due``; True when this side speaks first (a client).
 
         The timer is the connection's deadline entry (``set_deadline``'s;
-        the handshake ends before a handler could set one): one entry,
-        cancelled when the handshake completes or the connection closes.
+        a handler rarely sees the connection before the handshake ends): one
+        entry, cancelled when the handshake completes or the connection
+        closes. A ``set_deadline`` made meanwhile (a client dialing from a
+        callback) replaces it, and then outlives the handshake.
         """
         self._deadline = due
         self.arm_deadline()
         tls = self._tls
-        return tls is not None and not tls.server_side
+        if tls is None:
+            return False
+        tls.handshake_due = due
+        return not tls.server_side
 
     def tls_receive(self, view: memoryview, n: int) -> int:
         """``view[:n]`` is ciphertext just read: feed it, then handshake or decrypt (see ``tls_decrypt``).
@@ -937,12 +942,13 @@ class Conn:
 
     def tls_opened(self) -> None:
         """The handshake has completed: cancel its timer, and encrypt what was written before it ended."""
-        self._deadline = None
-        timer = self._deadline_timer
-        if timer is not None:
-            self._loop.timers.cancel(timer)
-            self._deadline_timer = None
         tls = self._tls
+        if tls is not None and self._deadline == tls.handshake_due:  # not a set_deadline made meanwhile
+            self._deadline = None
+            timer = self._deadline_timer
+            if timer is not None:
+                self._loop.timers.cancel(timer)
+                self._deadline_timer = None
         if tls is not None and tls.early:
             early, tls.early = tls.early, []
             for packet in early:

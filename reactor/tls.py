@@ -204,7 +204,7 @@ class TLSSession:
 
     __slots__ = ("_obj", "_in", "_out", "_feed", "_read", "_write", "_state", "_server_side", "_sni",
                  "_partial", "drain", "encrypt", "outgoing", "writable", "more", "info", "batching", "notify_sent",
-                 "notify_received", "eof_error", "received", "early", "waiter")
+                 "notify_received", "eof_error", "received", "early", "waiter", "handshake_due")
 
     def __init__(self, ctx: ssl.SSLContext, server_side: bool, server_hostname: str | None = None) -> None:
         self._in = ssl.MemoryBIO()
@@ -255,6 +255,8 @@ class TLSSession:
         self.early: list[bytes] = []
         #: Called once with None or the error when the handshake ends (``Client.dial`` waits on it).
         self.waiter: Callable[[BaseException | None], None] | None = None
+        #: The loop-clock time the handshake must complete by (``Conn.tls_begin``), or None.
+        self.handshake_due: float | None = None
 
     # --- state -----------------------------------------------------------------------------------------
     @property

@@ -165,6 +165,7 @@ def test_dial_a_stdlib_ssl_server(stdlib_tls_server: tuple[str, int], tls_certif
 def test_dial_from_a_callback_returns_during_the_handshake(tls_certificates: TLSCertificates) -> None:
     """On the loop thread dial cannot wait: on_opened follows, and writes made before it are sent after it."""
     got: list[bytes] = []
+    deadlines: list[float | None] = []
     opened = threading.Event()
 
     class Dialer(reactor.EventServer):
@@ -179,12 +180,14 @@ def test_dial_from_a_callback_returns_during_the_handshake(tls_certificates: TLS
                 assert conn.tls is None  # still handshaking
                 conn.context = "tls"
                 conn.write(b"early write")
+                conn.set_deadline(30)  # a deadline set during the handshake outlives it
             elif frame is not None and c.context == "tls":
                 got.append(frame)
             return None, Action.NONE
 
         def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
             if c.tls is not None:
+                deadlines.append(c.deadline())
                 opened.set()
             return None, Action.NONE
 
@@ -198,6 +201,7 @@ def test_dial_from_a_callback_returns_during_the_handshake(tls_certificates: TLS
             trigger.wake()
             assert opened.wait(TIMEOUT)
             wait_until(lambda: b"".join(got) == b"early write", what="the early write's echo")
+    assert deadlines and deadlines[0] is not None and deadlines[0] > time.monotonic() + 20
 
 
 # --- up-front checks -----------------------------------------------------------------------------------
