@@ -203,8 +203,8 @@ class TLSSession:
     """
 
     __slots__ = ("_obj", "_in", "_out", "_feed", "_read", "_write", "_state", "_server_side", "_sni",
-                 "_partial", "drain", "encrypt", "outgoing", "writable", "more", "info", "batching", "notify_sent",
-                 "notify_received", "eof_error", "received", "early", "waiter", "handshake_due")
+                 "_partial", "_error", "drain", "encrypt", "outgoing", "writable", "more", "info", "batching",
+                 "notify_sent", "notify_received", "eof_error", "received", "early", "waiter", "handshake_due")
 
     def __init__(self, ctx: ssl.SSLContext, server_side: bool, server_hostname: str | None = None) -> None:
         self._in = ssl.MemoryBIO()
@@ -238,6 +238,9 @@ class TLSSession:
         # a record is held (OpenSSL moves it out of the BIO into its own buffer, so the
         # BIO's pending count cannot tell). Only for the note on a truncated record.
         self._partial = False
+        # An error met while decrypting the records behind some plaintext (_fill):
+        # raised once that plaintext has been handled.
+        self._error: BaseException | None = None
         #: The ``c.tls`` view, set when the handshake completes.
         self.info: TLSInfo | None = None
         #: The loop is processing a read: encrypted answers wait in the
@@ -289,7 +292,10 @@ class TLSSession:
 
         Starts a batch (see :attr:`batching`). Returns a plaintext count (the
         plaintext is at the start of ``view``), ``WANT_READ``, ``OPENED`` (the
-        handshake has just completed) or ``CLOSE_NOTIFY``.
+        handshake has just completed) or ``CLOSE_NOTIFY``. The plaintext of
+        every complete record the read brought is decrypted, one after the
+        other (as long as ``view`` has room), so the codec sees what the read
+        brought at once, as without TLS (uvloop joins them too).
 
         :raises ssl.SSLError: the handshake failed, or a record is corrupt.
         """
@@ -317,11 +323,49 @@ class TLSSession:
             self.fail()
             raise
         if k:
-            self.more = k == room or self._in.pending > 0
+            if k == room:
+                self.more = True
+            elif self._in.pending:
+                return self._fill(view, k, room)  # more records came with this read
+            else:
+                self.more = False  # the usual case: one record, all decrypted, no exception raised
             return k
         self.notify_received = True
         self.more = False
         return CLOSE_NOTIFY
+
+    def _fill(self, view: Any, total: int, room: int) -> int:
+        """Decrypt the following records of a read behind the first ``total`` bytes of plaintext in ``view``.
+
+        Stops at an incomplete record, a full ``view`` (``more`` stays True),
+        ``close_notify`` or an error; the last two are reported by the next
+        :meth:`decrypt_into`, after this plaintext has been handled.
+        """
+        read = self._read
+        while total < room:
+            if not self._in.pending:
+                self.more = False
+                return total
+            try:
+                k: int = read(room - total, view[total:])
+            except (_WantRead, _WantWrite):
+                self.more = False
+                self._partial = True
+                return total
+            except _SSLError as e:
+                # Raised by the next decrypt_into, once the plaintext before it is handled
+                # (answers to it are dropped: OpenSSL writes nothing after a fatal error;
+                # its alert, already in the outgoing BIO, still goes out).
+                self._error = e
+                self.fail()
+                self.more = True
+                return total
+            if not k:
+                self.more = True  # close_notify: the next SSL_read returns 0 again
+                return total
+            total += k
+        self.more = True
+        return total
 
     def handshake(self) -> bool:
         """Run the handshake as far as the input allows; True once complete.
@@ -357,8 +401,8 @@ class TLSSession:
     def decrypt_into(self, view: Any) -> int:
         """Plaintext into ``view``: a byte count > 0, ``WANT_READ`` or ``CLOSE_NOTIFY``.
 
-        One record at most per call (OpenSSL's ``SSL_read``). The caller
-        calls again until ``WANT_READ``. No exception is raised for the
+        Every complete record waiting, as far as ``view`` has room (see
+        :meth:`receive`). The caller calls again until ``WANT_READ``. No exception is raised for the
         common end of input: when the incoming BIO is empty and the last
         read did not fill ``view``, nothing can be left, so OpenSSL is not
         asked (asking would raise, and build, an ``SSLWantReadError``: about
@@ -369,6 +413,11 @@ class TLSSession:
         :raises ssl.SSLError: a corrupt record (bad MAC, garbage, a
             truncated record at EOF: ``ssl.SSLEOFError``), an alert from the peer.
         """
+        err = self._error
+        if err is not None:
+            self._error = None
+            self.fail()
+            raise err
         pending = self._in.pending
         if (not pending and not self.more) or self._state != _OPEN:
             self.more = False
@@ -388,8 +437,13 @@ class TLSSession:
             self.fail()
             raise
         if n:
-            self.more = n == room or self._in.pending > 0
             self._partial = False
+            if n == room:
+                self.more = True
+            elif self._in.pending:
+                return self._fill(view, n, room)
+            else:
+                self.more = False
             return n
         # SSL_read returned 0: close_notify (SSL_ERROR_ZERO_RETURN), the orderly end of the peer's stream.
         self.notify_received = True

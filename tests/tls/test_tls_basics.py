@@ -352,3 +352,16 @@ def test_every_codec_sees_what_it_sees_without_tls(tls_certificates: TLSCertific
     else:
         assert tls_frames == plain_frames and len(tls_frames) == 12
     assert tls_answers == plain_answers
+
+
+def test_records_of_one_read_make_one_frame(tls_certificates: TLSCertificates) -> None:
+    """Several records arriving in one read are decrypted together: the codec sees what the read brought, as
+    without TLS (the built-in codec: one frame), not one record at a time."""
+    h = TLSRecorder()
+    with serve_in_background(h, tls=tls_certificates.server_context()) as srv:
+        with MemoryTLSClient(srv.addr, tls_certificates.client_context()) as m:
+            m.handshake()
+            records = b"".join(m.record(part) for part in (b"one ", b"two ", b"three"))
+            m.sock.sendall(records)  # one segment on loopback: one read(2)
+            assert m.recv(13) == b"one two three"
+    assert h.frames == [b"one two three"]

@@ -141,6 +141,27 @@ def test_corrupt_record_after_the_handshake(server: tuple[BackgroundServer[TLSRe
     still_serving(srv, tls_certificates)
 
 
+def test_good_records_before_a_corrupt_one_in_the_same_read_are_delivered(
+    server: tuple[BackgroundServer[TLSRecorder], LogCapture], tls_certificates: TLSCertificates
+) -> None:
+    """Plaintext decrypted before the bad record still reaches react; then the connection closes with the error.
+
+    Its answer cannot go out: OpenSSL encrypts nothing after a fatal error. The alert does.
+    """
+    srv, _ = server
+    with MemoryTLSClient(srv.addr, tls_certificates.client_context()) as m:
+        m.handshake()
+        good = m.record(b"good")
+        bad = bytearray(m.record(b"bad"))
+        bad[-2] ^= 0x01
+        m.sock.sendall(good + bytes(bad))
+        data, how = m.read_until_closed()
+    assert data == b"" and how == "alert"
+    wait_until(lambda: srv.handler.closed_count == 1, what="on_closed")
+    assert srv.handler.frames == [b"good"]
+    assert isinstance(srv.handler.closed[0], ssl.SSLError)
+
+
 def test_truncated_record(server: tuple[BackgroundServer[TLSRecorder], LogCapture],
                           tls_certificates: TLSCertificates) -> None:
     """Half a record, then TCP FIN: on_closed gets ssl.SSLEOFError (noted as a truncated record)."""
