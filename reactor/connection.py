@@ -242,6 +242,9 @@ class Conn:
         Set once the handshake has completed, i.e. from ``on_opened`` on
         (``serve(..., tls=ctx)``, ``Client.dial(..., tls=ctx)``); see
         :class:`reactor.tls.TLSInfo`. Still readable in ``on_closed`` and after.
+        None during the handshake too, so also in the ``on_closed`` of a
+        connection whose handshake failed (the one ``on_closed`` with no
+        ``on_opened`` before it).
         """
         tls = self._tls
         return None if tls is None else tls.info

@@ -320,6 +320,10 @@ class EventLoop:
             except (ssl.SSLError, MemoryError) as e:
                 self.limited.log("tls failed", ERROR, "cannot start TLS on %r: %s", c, e)
                 c.mark_open(self.timers.now)
+                # A handshake that could not even start: on_closed gets e (no
+                # on_opened), as for any failed one. Without a session, close_conn
+                # takes c for an announced connection and counts it out: count it in.
+                self._conn_count += 1
                 self.close_conn(c, e)
                 return
         if c.tls_handshaking():
@@ -473,10 +477,18 @@ class EventLoop:
         """A TLS connection is registered: start its handshake timer and, on a client, send the ClientHello.
 
         ``on_opened`` waits for the handshake (``_tls_input``, ``OPENED``).
-        Until then the connection is open for I/O but not for the handler:
-        it is not counted by ``count_connections`` and, if the handshake
-        fails, gets no ``on_closed`` either (asyncio: no ``connection_made``,
-        no ``connection_lost``); the failure is logged.
+        Until then the connection is open for I/O but not for the handler,
+        and not counted by ``count_connections``. If the handshake fails
+        (an ``ssl.SSLError``: not TLS, a certificate that does not verify, a
+        truncated record, the peer leaving: ``ssl.SSLEOFError``) or times out
+        (``TimeoutError``), only this connection closes, the failure is logged
+        once through the rate limiter (at DEBUG for a peer that left without
+        a byte: a port scan, a TCP health check), and ``on_closed`` gets the
+        error with no ``on_opened`` before it and ``c.tls`` None
+        (``close_conn``). asyncio calls neither ``connection_made`` nor
+        ``connection_lost`` then; reactor tells the handler, so that a server
+        can count or log refused peers and a client that dialed from a
+        callback learns the outcome.
         """
         self._use_tls_reads()
         c.mark_open(self.timers.now)
@@ -1046,8 +1058,14 @@ class EventLoop:
     def close_conn(self, c: Conn, err: BaseException | None) -> None:
         """Flush what can be flushed, deregister, close, then ``on_closed`` (gnet: ``closeConn``).
 
-        A TLS connection whose handshake never completed was never announced
-        (no ``on_opened``): it is not counted and gets no ``on_closed``.
+        A TLS connection whose handshake never completed (it failed, timed
+        out, or was cut short by ``close()`` or a stop) was never announced:
+        no ``on_opened``, not counted by ``count_connections``. It still gets
+        ``on_closed``, with the error (``ssl.SSLError``, ``TimeoutError``; a
+        ``ConnectionAbortedError`` when closed locally), never None, and
+        ``c.tls`` is None then: the only ``on_closed`` without an ``on_opened``
+        before it. A dialer waiting for the handshake is told after that
+        ``on_closed`` has run (``Conn.tls_settled``).
         """
         announced = not c.tls_handshaking()
         if not c.mark_closed():
@@ -1071,15 +1089,17 @@ class EventLoop:
                 self._conn_count -= 1
         elif self.udp_conns.get(c.fd) is c:
             del self.udp_conns[c.fd]
-        if not announced:
-            c.tls_settled(err if err is not None else ConnectionAbortedError("closed during the TLS handshake"))
-            c.release()
-            return
+        if not announced and err is None:
+            # Closed locally mid-handshake: on_closed still says why it never opened.
+            err = ConnectionAbortedError("closed during the TLS handshake")
         try:
             action = self.handler.on_closed(c, err)
         except Exception:
             self.limited.log("on_closed raised", ERROR, "on_closed() raised for %r", c, exc_info=True)
             action = None
+        if not announced:
+            # After on_closed, so that when Client.dial raises, the handler has already seen the error.
+            c.tls_settled(err)
         c.release()
         if action == _SHUTDOWN:
             raise EngineShutdown

@@ -76,11 +76,15 @@ class EventHandler(Protocol):
         ...
 
     def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
-        """A new connection is registered with its loop; ``out`` is written raw (not encoded)."""
+        """A new connection is registered with its loop (with TLS: its handshake completed); ``out`` is written raw."""
         ...
 
     def on_closed(self, c: Conn, err: BaseException | None) -> Action:
-        """The connection is closed; ``err`` says why (None: local close or clean EOF)."""
+        """The connection is closed; ``err`` says why (None: local close or clean EOF).
+
+        Without ``on_opened`` before it only for a TLS handshake that did not
+        complete: ``err`` is then its error (never None) and ``c.tls`` is None.
+        """
         ...
 
     def pre_write(self, c: Conn) -> None:
@@ -122,14 +126,27 @@ class EventServer:
     def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
         """A new connection is registered with its loop; return ``(out, action)``.
 
-        ``out`` (bytes-like or None) is written as it is, not encoded by the
-        codec (as in gnet); ``Action.CLOSE`` closes the connection after
-        writing it. The default returns ``(None, Action.NONE)``.
+        With TLS (``serve(tls=...)``, ``Client.dial(tls=...)``) it runs once
+        the handshake has completed, and ``c.tls`` is set. ``out``
+        (bytes-like or None) is written as it is, not encoded by the codec
+        (as in gnet); ``Action.CLOSE`` closes the connection after writing
+        it. The default returns ``(None, Action.NONE)``.
         """
         return None, Action.NONE
 
     def on_closed(self, c: Conn, err: BaseException | None) -> Action:
         """The connection is closed; ``err`` says why (None: a local close or the peer's clean EOF).
+
+        Every connection gets exactly one ``on_closed``, after its
+        ``on_opened``, with one exception: a TLS connection whose handshake
+        did not complete (not TLS at all, a certificate that fails
+        verification, a truncated record, the peer leaving before or during
+        the handshake, ``tls_handshake_timeout``, a ``close()`` or a stop
+        meanwhile) gets ``on_closed`` with no ``on_opened`` before it. Then
+        ``err`` is never None (an ``ssl.SSLError``, e.g. ``ssl.SSLEOFError``
+        for a peer that left; ``TimeoutError``; ``ConnectionAbortedError``
+        for a local close), ``c.tls`` is None, and the connection was never
+        in ``count_connections``.
 
         Return ``Action.SHUTDOWN`` to stop the server; the default returns ``Action.NONE``.
         """

@@ -99,8 +99,9 @@ def serve(handler: object, proto_addr: str, *, options: Options | None = None, *
     record layer in memory (:mod:`reactor.tls`), handlers see plaintext, and
     ``on_opened`` runs once the handshake has completed. A handshake that
     fails or does not complete within ``tls_handshake_timeout`` closes that
-    connection only, logged; such a connection never reaches the handler
-    (no ``on_opened``, no ``on_closed``, not in ``count_connections``).
+    connection only, logged once (rate-limited): it gets no ``on_opened``
+    and is never in ``count_connections``, but ``on_closed`` gets its
+    ``ssl.SSLError`` or ``TimeoutError`` (``c.tls`` is None then).
 
     :raises TypeError: a wrong type where nothing could work, before anything
         is bound: a handler class instead of an instance, an object with none

@@ -130,9 +130,11 @@ def test_mutual_tls(tls_certificates: TLSCertificates) -> None:
             with tls_connect(srv.addr, tls_certificates.client_context()) as s:
                 s.sendall(b"no cert")
                 s.recv(10)
-        wait_until(lambda: h.closed_count == 1, what="the good client's on_closed")
+        wait_until(lambda: h.closed_count == 2, what="both on_closed")
         assert srv.server is not None and srv.server.count_connections() == 0
-    (info,) = h.infos  # the refused client never reached on_opened
+    (info,) = h.infos  # the refused client never reached on_opened, only on_closed, with the reason
+    ((err, tls),) = h.failed
+    assert isinstance(err, ssl.SSLError) and "CERTIFICATE" in str(err) and tls is None
     assert info.peer_certificate is not None
     assert ("DNS", "client.test") in info.peer_certificate["subjectAltName"]
     assert isinstance(info.peer_certificate_der, bytes) and len(info.peer_certificate_der) > 100

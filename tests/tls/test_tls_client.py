@@ -84,19 +84,75 @@ def test_dial_over_unix(tls_certificates: TLSCertificates, tmp_path: Any) -> Non
 
 
 def test_dial_raises_the_handshake_error(tls_certificates: TLSCertificates) -> None:
-    """A certificate that does not verify: dial raises ssl.SSLCertVerificationError; nothing is left open."""
+    """A certificate that does not verify: dial raises ssl.SSLCertVerificationError; nothing is left open.
+
+    The handler's on_closed has had the same error by the time dial raises
+    (no on_opened before it), so a handler sees every connection end.
+    """
     h = Collect()
     with TLSCertificates() as other, serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv:
         with reactor.Client(h) as client:
-            with pytest.raises(ssl.SSLCertVerificationError):
+            with pytest.raises(ssl.SSLCertVerificationError) as unknown_ca:
                 client.dial(srv.proto_addr, tls=other.client_context())
-            with pytest.raises(ssl.SSLCertVerificationError, match="mismatch|match"):
+            assert h.closed == [unknown_ca.value]  # already: on_closed runs before dial is told
+            with pytest.raises(ssl.SSLCertVerificationError, match="mismatch|match") as mismatch:
                 client.dial(srv.addr, tls=tls_certificates.client_context(), server_hostname="wrong.test")
+            assert h.closed == [unknown_ca.value, mismatch.value]
+            assert client._loop is not None and client._loop.count_connections() == 0
             # The client goes on: a good dial works.
             client.dial(srv.addr, tls=tls_certificates.client_context())
             wait_until(lambda: h.data == b"hello from the client", what="the echo")
-    assert len(h.infos) == 1  # the failed dials never reached on_opened ...
-    assert len(h.closed) == 1  # ... nor on_closed
+    assert len(h.infos) == 1  # the failed dials never reached on_opened, only on_closed
+    assert len(h.closed) == 3 and h.closed[2] is None
+
+
+def test_a_dial_from_a_callback_learns_of_its_failed_handshake_in_on_closed(tls_certificates: TLSCertificates) -> None:
+    """dial() from one of the client's callbacks returns mid-handshake; on_closed (with no on_opened) tells it
+    the handshake failed, with the error and c.tls None, and the client's other connection is served on."""
+
+    class Redialer(reactor.EventServer):
+        def __init__(self) -> None:
+            self.client: reactor.Client | None = None
+            self.lock = threading.Lock()
+            self.opened: list[Conn] = []
+            self.dialed: list[Conn] = []
+            self.closed: list[tuple[Conn, BaseException | None, Any]] = []
+            self.echoes = 0
+
+        def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
+            with self.lock:
+                self.opened.append(c)
+            return b"go", Action.NONE
+
+        def react(self, frame: bytes | None, c: Conn) -> tuple[bytes | None, Action]:
+            assert self.client is not None
+            with self.lock:
+                self.echoes += 1
+                first = not self.dialed
+            if first:  # on the loop: dial cannot wait, it returns during the handshake
+                bad = self.client.dial(srv.addr, tls=stranger.client_context())
+                with self.lock:
+                    self.dialed.append(bad)
+            return None, Action.NONE
+
+        def on_closed(self, c: Conn, err: BaseException | None) -> Action:
+            with self.lock:
+                self.closed.append((c, err, c.tls))
+            return Action.NONE
+
+    h = Redialer()
+    server_ctx = tls_certificates.server_context()
+    with TLSCertificates() as stranger, serve_in_background(EchoHandler(), tls=server_ctx) as srv:
+        with reactor.Client(h) as client:
+            h.client = client
+            good = client.dial(srv.addr, tls=tls_certificates.client_context())
+            wait_until(lambda: len(h.closed) == 1, what="the failed dial's on_closed")
+            ((c, err, tls),) = h.closed
+            assert c is h.dialed[0] and c is not good
+            assert isinstance(err, ssl.SSLCertVerificationError) and tls is None
+            assert h.opened == [good]  # the failed one never reached on_opened
+            good.async_write(b"still")
+            wait_until(lambda: h.echoes >= 2, what="the good connection's second echo")
 
 
 def test_dial_handshake_timeout() -> None:

@@ -1,11 +1,11 @@
 """TLS failures are contained: each closes only its own connection, is logged once, and the loop serves on.
 
 The rule for handlers (docs/architecture.md, "TLS"): a connection whose
-handshake never completed was never announced, so it gets neither
-``on_opened`` nor ``on_closed`` (asyncio: no ``connection_made``, no
-``connection_lost``) and is never in ``count_connections``; its failure is
-a log line. A failure after the handshake (a corrupt or truncated record)
-reaches ``on_closed`` with the ``ssl.SSLError``.
+handshake never completed gets no ``on_opened`` and is never in
+``count_connections``, but ``on_closed`` gets its ``ssl.SSLError`` (or
+``TimeoutError``), with ``c.tls`` None: the one ``on_closed`` without an
+``on_opened`` before it. A failure after the handshake (a corrupt or
+truncated record) reaches ``on_closed`` with the ``ssl.SSLError`` as well.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -60,6 +60,16 @@ def failures(log: LogCapture, fragment: str) -> list[str]:
     return [m for m in log.messages(logging.WARNING) if "TLS handshake" in m or "closing" in m]
 
 
+def failed_handshakes(handler: TLSRecorder, n: int = 1) -> list[BaseException | None]:
+    """Wait for ``n`` on_closed calls with no on_opened before them; their errors (``c.tls`` was None in each)."""
+    wait_until(lambda: handler.failed_count >= n, what=f"{n} on_closed for failed handshakes")
+    with handler.lock:
+        failed = list(handler.failed)
+    assert len(failed) == n, failed
+    assert all(tls is None for _, tls in failed), failed
+    return [err for err, _ in failed]
+
+
 def test_handshake_timeout(server: tuple[BackgroundServer[TLSRecorder], LogCapture],
                            tls_certificates: TLSCertificates) -> None:
     """A peer that connects and never says ClientHello is closed after tls_handshake_timeout."""
@@ -71,8 +81,10 @@ def test_handshake_timeout(server: tuple[BackgroundServer[TLSRecorder], LogCaptu
     assert 0.3 < elapsed < 5, elapsed
     lines = failures(log, "TLS handshake not completed within 0.5 s")
     assert len(lines) == 1, lines
+    (err,) = failed_handshakes(srv.handler)
+    assert isinstance(err, TimeoutError) and "TLS handshake not completed within 0.5 s" in str(err)
     still_serving(srv, tls_certificates)
-    wait_until(lambda: srv.handler.closed_count == 1, what="the good client's on_closed")
+    wait_until(lambda: srv.handler.closed_count == 2, what="the good client's on_closed")
     assert srv.handler.opened_count == 1  # only the good client was ever announced
 
 
@@ -89,6 +101,8 @@ def test_stalled_handshake_timeout(server: tuple[BackgroundServer[TLSRecorder], 
         s.sendall(hello[: len(hello) // 2])
         assert closed_by_server(s) == b""
     failures(log, "TLS handshake not completed")
+    (err,) = failed_handshakes(srv.handler)
+    assert isinstance(err, TimeoutError)
     still_serving(srv, tls_certificates)
 
 
@@ -100,6 +114,8 @@ def test_plaintext_http_to_a_tls_port(server: tuple[BackgroundServer[TLSRecorder
         closed_by_server(s)
     (line,) = failures(log, "http request")
     assert "TLS handshake with" in line and "HTTP_REQUEST" in line
+    (err,) = failed_handshakes(srv.handler)
+    assert isinstance(err, ssl.SSLError) and "HTTP_REQUEST" in str(err)
     still_serving(srv, tls_certificates)
     assert srv.handler.opened_count == 1 and srv.server is not None
 
@@ -118,6 +134,8 @@ def test_garbage(server: tuple[BackgroundServer[TLSRecorder], LogCapture], tls_c
         closed_by_server(s)
     lines = failures(log, "TLS handshake with")
     assert len(lines) == 1, lines
+    (err,) = failed_handshakes(srv.handler)
+    assert isinstance(err, ssl.SSLError)
     still_serving(srv, tls_certificates)
 
 
@@ -196,6 +214,8 @@ def test_client_certificate_that_fails_verification(tls_certificates: TLSCertifi
                     s.recv(10)
             (line,) = failures(log, "CERTIFICATE_VERIFY_FAILED")
             assert "TLS handshake with" in line
+            (err,) = failed_handshakes(srv.handler)
+            assert isinstance(err, ssl.SSLCertVerificationError) and "CERTIFICATE_VERIFY_FAILED" in str(err)
             good = tls_certificates.client_context(tls_certificates.issue("friend.test"))
             with tls_connect(srv.addr, good) as s:
                 s.sendall(b"ok")
@@ -216,6 +236,8 @@ def test_expired_certificates(tls_certificates: TLSCertificates) -> None:
             with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
                 tls_connect(srv.addr, tls_certificates.client_context())
             failures(log, "TLS handshake with")  # the client's alert, as the server saw it
+            (err,) = failed_handshakes(srv.handler)  # the same alert, in on_closed
+            assert isinstance(err, ssl.SSLError) and "CERTIFICATE_EXPIRED" in str(err)
             assert srv.handler.opened_count == 0
         server_ctx = tls_certificates.server_context()
         server_ctx.verify_mode = ssl.CERT_REQUIRED
@@ -227,6 +249,8 @@ def test_expired_certificates(tls_certificates: TLSCertificates) -> None:
                     s.sendall(b"x")
                     s.recv(1)
             wait_until(lambda: any("expired" in m for m in log.messages(logging.WARNING)), what="expired log")
+            (err,) = failed_handshakes(srv.handler)
+            assert isinstance(err, ssl.SSLCertVerificationError) and "expired" in str(err)
             good = tls_certificates.client_context(tls_certificates.issue("client.test"))
             with tls_connect(srv.addr, good) as s:
                 s.sendall(b"y")
@@ -236,12 +260,14 @@ def test_expired_certificates(tls_certificates: TLSCertificates) -> None:
 def test_a_peer_that_leaves_before_its_client_hello_is_not_a_warning(
     server: tuple[BackgroundServer[TLSRecorder], LogCapture], tls_certificates: TLSCertificates
 ) -> None:
-    """TCP health checks and port scans connect and close: logged at DEBUG only."""
+    """TCP health checks and port scans connect and close: logged at DEBUG only; on_closed gets ssl.SSLEOFError."""
     srv, log = server
     for _ in range(3):
         socket.create_connection(srv.addr, timeout=TIMEOUT).close()
     wait_until(lambda: sum("left before its ClientHello" in m for m in log.messages()) == 3, what="3 debug lines")
     assert not [m for m in log.messages(logging.WARNING) if "TLS" in m]
+    errors = failed_handshakes(srv.handler, 3)
+    assert all(type(e) is ssl.SSLEOFError for e in errors), errors
     still_serving(srv, tls_certificates)
 
 
@@ -262,6 +288,8 @@ def test_failure_logs_are_rate_limited(server: tuple[BackgroundServer[TLSRecorde
             s.close()
     lines = [m for m in log.messages(logging.WARNING) if "TLS handshake with" in m]
     assert 1 <= len(lines) <= 2 * DEFAULT_PER_PERIOD, len(lines)  # two 1-second windows at most
+    errors = failed_handshakes(srv.handler, 200)  # the log is limited, on_closed is not
+    assert all(isinstance(e, ssl.SSLError) for e in errors), {type(e) for e in errors}
     still_serving(srv, tls_certificates)
 
 
@@ -281,4 +309,162 @@ def test_many_handshake_timeouts_at_once(tls_certificates: TLSCertificates) -> N
             for s in socks:
                 s.close()
         assert srv.server is not None and srv.server.count_connections() == 0
+        errors = failed_handshakes(srv.handler, 100)
+        assert all(isinstance(e, TimeoutError) for e in errors), {type(e) for e in errors}
     assert max(closed_in) < 5
+
+
+# --- every handshake failure, one at a time, beside a connection that is being served ------------------------------
+EXPIRED_NAME = "expired.test"  # the server's one virtual host with an expired certificate (chosen by SNI)
+
+
+def handshake_refused(s: socket.socket, ctx: ssl.SSLContext, server_hostname: str = "localhost") -> None:
+    """Handshake over ``s`` and ask for an echo: the server must refuse (an alert, a reset, or EOF; never data).
+
+    With TLS 1.3 a client finishes its side before the server has checked
+    the client's certificate, so the refusal may come at the first read.
+    """
+    try:
+        with ctx.wrap_socket(s, server_hostname=server_hostname) as t:
+            t.sendall(b"let me in")
+            data = t.recv(100)
+    except (ssl.SSLError, ConnectionError):
+        return
+    assert data == b"", data
+
+
+def act_plaintext_http(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    closed_by_server(s)
+
+
+def act_garbage(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    s.sendall(bytes(range(256)) * 4)
+    closed_by_server(s)
+
+
+def act_truncated_client_hello(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    """Half a ClientHello record, then FIN: the record can never be completed."""
+    obj = certs.client_context().wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO(), server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = out.read()
+    s.sendall(hello[: len(hello) // 2])
+    s.shutdown(socket.SHUT_WR)
+    assert closed_by_server(s) == b""
+
+
+def act_silent(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    """Connect and say nothing: the handshake timer closes it; the other connection is served meanwhile."""
+    meanwhile()
+    assert closed_by_server(s) == b""
+
+
+def act_port_scan(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    s.close()
+
+
+def act_untrusted_client_certificate(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    with TLSCertificates() as stranger:
+        handshake_refused(s, certs.client_context(stranger.issue("intruder.test")))
+
+
+def act_expired_client_certificate(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    handshake_refused(s, certs.client_context(expired(certs, "client.test")))
+
+
+def act_no_client_certificate(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    handshake_refused(s, certs.client_context())
+
+
+def act_expired_server_certificate(s: socket.socket, certs: TLSCertificates, meanwhile: Callable[[], None]) -> None:
+    """The client refuses the server's expired certificate; the server hears the client's alert."""
+    member = certs.client_context(certs.issue("member.test"))
+    with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
+        member.wrap_socket(s, server_hostname=EXPIRED_NAME)
+
+
+#: (the peer's misbehaviour, what on_closed gets, a fragment of its message, whether it is only a DEBUG line)
+FAILURES: dict[str, tuple[Callable[[socket.socket, TLSCertificates, Callable[[], None]], None],
+                          type[BaseException], str, bool]] = {
+    "plaintext-http": (act_plaintext_http, ssl.SSLError, "HTTP_REQUEST", False),
+    "garbage": (act_garbage, ssl.SSLError, "WRONG_VERSION_NUMBER", False),
+    "truncated-client-hello": (act_truncated_client_hello, ssl.SSLEOFError, "during the TLS handshake", False),
+    "handshake-timeout": (act_silent, TimeoutError, "TLS handshake not completed within 1 s", False),
+    "port-scan": (act_port_scan, ssl.SSLEOFError, "during the TLS handshake", True),
+    "untrusted-client-certificate": (act_untrusted_client_certificate, ssl.SSLCertVerificationError,
+                                     "unable to get local issuer certificate", False),
+    "expired-client-certificate": (act_expired_client_certificate, ssl.SSLCertVerificationError,
+                                   "certificate has expired", False),
+    "no-client-certificate": (act_no_client_certificate, ssl.SSLError, "CERTIFICATE", False),
+    "expired-server-certificate": (act_expired_server_certificate, ssl.SSLError, "CERTIFICATE_EXPIRED", False),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_a_failed_handshake_reaches_on_closed_and_closes_only_its_connection(
+    failure: str, tls_certificates: TLSCertificates
+) -> None:
+    """Each failure: on_closed(c, err) with no on_opened and c.tls None, one log line, nothing counted, and the
+    connection opened before it is served before, during and after, and never closed.
+
+    One server for all: mutual TLS (clients need a certificate from the CA),
+    and an expired certificate for the name ``expired.test`` (SNI).
+    """
+    act, error, fragment, debug_only = FAILURES[failure]
+    certs = tls_certificates
+    server_ctx = certs.server_context()
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    certs.ca.configure_trust(server_ctx)
+    expired_ctx = certs.server_context(expired(certs, EXPIRED_NAME))
+
+    def pick_certificate(obj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        if name == EXPIRED_NAME:
+            obj.context = expired_ctx
+
+    server_ctx.sni_callback = pick_certificate
+    with LogCapture() as log, serve_in_background(TLSRecorder(), tls=server_ctx, tls_handshake_timeout=1.0) as srv:
+        assert srv.server is not None
+        with tls_connect(srv.addr, certs.client_context(certs.issue("member.test"))) as member:
+
+            def echo(msg: bytes) -> None:
+                member.sendall(msg)
+                assert recv_exactly(member, len(msg)) == msg
+
+            echo(b"before")
+            with socket.create_connection(srv.addr, timeout=TIMEOUT) as s:
+                peer = repr(s.getsockname())
+                act(s, certs, lambda: echo(b"meanwhile"))
+            (err,) = failed_handshakes(srv.handler)
+            assert isinstance(err, error), repr(err)
+            assert fragment in str(err), repr(err)
+            echo(b"after")
+            assert srv.handler.opened_count == 1 and srv.handler.closed_count == 1  # the member's open, the failure
+            assert srv.server.count_connections() == 1  # the member only
+        lines = [m for m in log.messages() if peer in m and "TLS" in m]
+        warnings = [m for m in log.messages(logging.WARNING) if peer in m]
+        assert len(lines) == 1, lines  # logged once
+        assert len(warnings) == (0 if debug_only else 1), warnings
+        assert fragment in lines[0] or debug_only, lines
+        wait_until(lambda: srv.handler.closed_count == 2, what="the member's on_closed")
+
+
+class UnstartableContext(ssl.SSLContext):
+    """A server context that cannot make a session (as when OpenSSL runs out of memory at accept time)."""
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+        raise ssl.SSLError(ssl.SSL_ERROR_SSL, "cannot make a session for this connection")
+
+
+def test_a_session_that_cannot_start_reaches_on_closed_and_is_not_counted(tls_certificates: TLSCertificates) -> None:
+    """The session is made at registration: if that fails, on_closed gets the error and the count stays at 0."""
+    ctx = UnstartableContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_certificates.server_cert.configure_cert(ctx)
+    with LogCapture() as log, serve_in_background(TLSRecorder(), tls=ctx) as srv:
+        assert srv.server is not None
+        with socket.create_connection(srv.addr, timeout=TIMEOUT) as s:
+            assert closed_by_server(s) == b""
+        (err,) = failed_handshakes(srv.handler)
+        assert isinstance(err, ssl.SSLError) and "cannot make a session" in str(err)
+        assert srv.server.count_connections() == 0  # not -1: it was never counted in
+        assert any("cannot start TLS" in m for m in log.messages(logging.ERROR))

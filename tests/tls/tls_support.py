@@ -75,7 +75,9 @@ class TLSRecorder(reactor.EventServer):
     """Echoes frames and records, thread-safely, what the handler saw of each connection.
 
     ``infos``: ``c.tls`` at ``on_opened``; ``closed``: the error each
-    ``on_closed`` got; ``opened_count``/``closed_count``.
+    ``on_closed`` got; ``opened_count``/``closed_count``; ``failed``: the
+    ``(error, c.tls)`` of each ``on_closed`` with no ``on_opened`` before it
+    (a TLS handshake that did not complete), also counted in ``closed``.
     """
 
     def __init__(self, echo: bool = True) -> None:
@@ -85,6 +87,7 @@ class TLSRecorder(reactor.EventServer):
         self.closed: list[BaseException | None] = []
         self.conns: list[Conn] = []
         self.frames: list[bytes] = []
+        self.failed: list[tuple[BaseException | None, Any]] = []
 
     def on_opened(self, c: Conn) -> tuple[bytes | None, Action]:
         with self.lock:
@@ -101,7 +104,14 @@ class TLSRecorder(reactor.EventServer):
     def on_closed(self, c: Conn, err: BaseException | None) -> Action:
         with self.lock:
             self.closed.append(err)
+            if not any(known is c for known in self.conns):
+                self.failed.append((err, c.tls))
         return Action.NONE
+
+    @property
+    def failed_count(self) -> int:
+        with self.lock:
+            return len(self.failed)
 
     @property
     def opened_count(self) -> int:
