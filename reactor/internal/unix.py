@@ -218,13 +218,14 @@ def sockaddr(family: int, address: Address) -> tuple[Any, int]:
         if not isinstance(address, tuple) or len(address) != 2:
             raise ValueError(f"AF_INET address must be (host, port), got {address!r}")
         host, port = address
-        sin = ffi.new("struct sockaddr_in *")
+        buf = bytearray(ffi.sizeof("struct sockaddr_in"))
+        sin = ffi.from_buffer("struct sockaddr_in *", buf)
         sin.sin_family = AF_INET
         sin.sin_port = _socket.htons(_check_port(port))
         packed = _socket.inet_pton(_socket.AF_INET, host or "0.0.0.0")
         # s_addr is stored in network byte order: copy the 4 bytes as they are.
         ffi.memmove(ffi.addressof(sin.sin_addr), packed, 4)
-        return ffi.cast("struct sockaddr *", sin), ffi.sizeof(sin[0])
+        return _as_sockaddr(buf)
     if family == AF_INET6:
         if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
             raise ValueError(
@@ -239,13 +240,14 @@ def sockaddr(family: int, address: Address) -> tuple[Any, int]:
             scope_id = int(ifname) if ifname.isdigit() else _socket.if_nametoindex(ifname)
         if not 0 <= flowinfo <= 0xFFFFF:
             raise OverflowError("flowinfo must be 0-1048575.")
-        sin6 = ffi.new("struct sockaddr_in6 *")
+        buf = bytearray(ffi.sizeof("struct sockaddr_in6"))
+        sin6 = ffi.from_buffer("struct sockaddr_in6 *", buf)
         sin6.sin6_family = AF_INET6
         sin6.sin6_port = _socket.htons(port6)
         sin6.sin6_flowinfo = _socket.htonl(flowinfo)
         ffi.memmove(sin6.sin6_addr.s6_addr, _socket.inet_pton(_socket.AF_INET6, host6), 16)
         sin6.sin6_scope_id = scope_id
-        return ffi.cast("struct sockaddr *", sin6), ffi.sizeof(sin6[0])
+        return _as_sockaddr(buf)
     if family == AF_UNIX:
         if isinstance(address, str):
             path = os.fsencode(address)
@@ -260,12 +262,27 @@ def sockaddr(family: int, address: Address) -> tuple[Any, int]:
         if len(path) > limit:
             kind = "abstract name" if abstract else "path"
             raise ValueError(f"AF_UNIX {kind} too long ({len(path)} bytes, max {limit})")
-        sun = ffi.new("struct sockaddr_un *")
+        buf = bytearray(ffi.sizeof("struct sockaddr_un"))
+        sun = ffi.from_buffer("struct sockaddr_un *", buf)
         sun.sun_family = AF_UNIX
         ffi.memmove(sun.sun_path, path, len(path))
         length = _SUN_PATH_OFFSET + len(path) + (0 if abstract else 1)
-        return ffi.cast("struct sockaddr *", sun), length
+        return _as_sockaddr(buf)[0], length
     raise ValueError(f"unsupported address family {family}")
+
+
+def _as_sockaddr(buf: bytearray) -> tuple[Any, int]:
+    """``(struct sockaddr *, len(buf))`` over ``buf``, keeping ``buf`` alive as long as the pointer.
+
+    Why not ``ffi.cast("struct sockaddr *", ffi.new(...))``: a cast pointer
+    does not own its target, so the ``ffi.new`` memory is freed when this
+    module's function returns and ``bind``/``connect``/``sendto`` read freed
+    memory. With pymalloc the bytes usually survive until the call; with
+    ``PYTHONMALLOC=malloc`` or ``malloc_debug`` the allocator reuses or
+    poisons them and the kernel sees a garbage family (EAFNOSUPPORT).
+    ``ffi.from_buffer`` pointers hold a reference to their buffer.
+    """
+    return ffi.from_buffer("struct sockaddr *", buf), len(buf)
 
 
 def _check_port(port: object) -> int:

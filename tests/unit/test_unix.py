@@ -464,6 +464,40 @@ def test_ipv6_sockaddr_flowinfo_and_scope_encoding() -> None:
         unix.sockaddr(unix.AF_INET6, ("::1", 80, 0x100000, 0))
 
 
+def test_sockaddr_pointer_owns_its_memory() -> None:
+    """The pointer sockaddr returns keeps its bytes alive: with the allocator
+    poisoning freed memory (PYTHONMALLOC=malloc_debug) every family still
+    reads back intact and binds. (It used to be an ffi.cast of an ffi.new that
+    was freed on return: bind failed with EAFNOSUPPORT under PYTHONMALLOC=malloc.)"""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = """
+import gc, os, sys
+from reactor.internal import unix
+path = os.path.join(sys.argv[1], "s")
+for family, address in ((unix.AF_INET, ("127.0.0.1", 0)), (unix.AF_INET6, ("::1", 0)), (unix.AF_UNIX, path)):
+    sa, length = unix.sockaddr(family, address)
+    gc.collect()
+    junk = [bytes(length) for _ in range(64)]  # reuse whatever was freed
+    assert sa.sa_family == family, (family, sa.sa_family)
+    fd = unix.socket(family, unix.SOCK_STREAM, 0)
+    try:
+        unix.bind(fd, family, address)
+    except OSError as e:
+        if family != unix.AF_INET6 or e.errno != 99:  # EADDRNOTAVAIL: no IPv6 loopback here
+            raise
+    finally:
+        unix.close(fd)
+print("ok")
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, PYTHONMALLOC="malloc_debug")
+        out = subprocess.run([sys.executable, "-c", code, tmp], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_ipv6_link_local_address_matches_stdlib(fds: Fds, stack) -> None:
     """A link-local (fe80::) bind reports the same tuple as the stdlib's
     getsockname for the same kind of socket."""
