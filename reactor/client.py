@@ -364,20 +364,44 @@ class Client:
         with self.connect(address, timeout=timeout, tls=tls, server_hostname=server_hostname) as conn:
             return conn.request(data)
 
-    def enroll(self, sock: _socket.socket) -> Conn:
+    def enroll(
+        self, sock: _socket.socket, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+    ) -> Conn:
         """Adopt a connected stdlib socket: the client takes over its fd (gnet v2: ``Enroll``).
 
         The socket object is detached (it no longer owns the fd); from now on
         the connection is closed through ``Conn.close()`` or ``stop()``.
+
+        ``tls=ctx`` (a client-side ``ssl.SSLContext``) runs a TLS handshake
+        over the socket first, on the loop, as :meth:`dial` does: for a
+        socket that reached its server through a proxy (HTTP ``CONNECT``) or
+        after a plaintext ``STARTTLS`` exchange. ``enroll`` then returns once
+        the handshake has completed and ``on_opened`` has run, or raises its
+        ``ssl.SSLError``/``TimeoutError`` (the socket's fd is closed, and the
+        handler's ``on_closed`` has had the error). Unlike :meth:`dial`, the
+        client's ``tls`` option does not apply (whoever made the socket knows
+        what it carries), and ``server_hostname`` is not taken from the peer's
+        address, which may be a proxy's: it is required when the context
+        checks host names.
+
+        :raises ValueError: not a connected stream or datagram socket; an
+            ``ssl.SSLSocket`` (its TLS session cannot be moved: enroll the
+            plain socket with ``tls=``); TLS over UDP; ``server_hostname``
+            missing where needed, or given without ``tls``.
+        :raises TypeError: ``tls`` is not an ``ssl.SSLContext``.
         """
         self._check_running()
         if sock.type not in (_socket.SOCK_STREAM, _socket.SOCK_DGRAM):
             raise ValueError(f"cannot enroll a socket of type {sock.type!r}")
+        if isinstance(sock, ssl.SSLSocket):
+            raise ValueError("cannot enroll an ssl.SSLSocket: its TLS session lives in the socket object, not the fd; "
+                             "enroll the plain socket with tls=ctx, server_hostname=... instead")
         try:
             remote = sock.getpeername()
         except OSError as e:
             raise ValueError(f"enroll() needs a connected socket: {e}") from e
         udp = sock.type == _socket.SOCK_DGRAM
+        tls_setup = self._enroll_tls(tls, server_hostname, udp)  # checked before the socket is detached
         family = int(sock.family)
         fd = sock.detach()
         try:
@@ -389,7 +413,26 @@ class Client:
         except BaseException:
             unix.close(fd)
             raise
-        return self._enroll_fd(fd, family, local, remote, udp=udp)
+        return self._enroll_fd(fd, family, local, remote, udp=udp, tls=tls_setup)
+
+    @staticmethod
+    def _enroll_tls(
+        tls: object, server_hostname: str | None, udp: bool
+    ) -> tuple[ssl.SSLContext, str | None] | None:
+        """The context and SNI name :meth:`enroll` uses (None without TLS); only what was passed, nothing guessed."""
+        ctx = check_context(tls, server_side=False, what="enroll(tls=...)")
+        if ctx is None:
+            if server_hostname is not None:
+                raise ValueError("enroll(server_hostname=...) is only meaningful with tls=")
+            return None
+        if udp:
+            raise ValueError("enroll(tls=...) is for stream sockets (tcp, unix), not UDP: DTLS is not supported")
+        if server_hostname is None and ctx.check_hostname:
+            raise ValueError(
+                "enroll(tls=...) needs server_hostname=: the context checks the certificate's host name "
+                "(check_hostname=True), and the peer's address may be a proxy's"
+            )
+        return ctx, server_hostname
 
     def _check_running(self) -> None:
         if not self._started:

@@ -16,7 +16,7 @@ import pytest
 import reactor
 from reactor import Action, Conn
 from reactor.testing import EchoHandler, TLSCertificates, serve_in_background
-from tls_support import TIMEOUT, TLSRecorder, wait_until
+from tls_support import TIMEOUT, TLSRecorder, recv_exactly, tls_connect, wait_until
 
 
 class Collect(reactor.EventServer):
@@ -297,3 +297,117 @@ def test_client_and_dial_check_tls(tls_certificates: TLSCertificates) -> None:
     reactor.Client(tls=generic)
     with serve_in_background(EchoHandler(), tls=generic) as srv:
         assert srv.running
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[tuple[str, int]]:
+    """A one-connection-at-a-time HTTP CONNECT proxy on a thread: answers 200, then relays bytes both ways."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(0.1)
+    stop = threading.Event()
+
+    def relay(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(TIMEOUT)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                host, _, port = request.split()[1].decode().rpartition(":")
+                with socket.create_connection(("127.0.0.1" if host == "localhost" else host, int(port)),
+                                              timeout=TIMEOUT) as upstream:
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    back = threading.Thread(target=relay, args=(upstream, conn), daemon=True)
+                    back.start()
+                    relay(conn, upstream)
+                    back.join(TIMEOUT)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield lsock.getsockname()
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+        lsock.close()
+
+
+def through_proxy(proxy: tuple[str, int], port: int) -> socket.socket:
+    """A plain socket connected to 127.0.0.1:``port`` through ``proxy``: the CONNECT exchange done, TLS not begun."""
+    raw = socket.create_connection(proxy, timeout=TIMEOUT)
+    raw.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = raw.recv(1)  # byte by byte: nothing of the TLS stream may be read here
+        assert chunk, "the proxy closed"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return raw
+
+
+def test_enroll_with_tls_through_a_connect_proxy(tls_certificates: TLSCertificates,
+                                                 connect_proxy: tuple[str, int]) -> None:
+    """enroll(sock, tls=ctx, server_hostname=...): the handshake runs over the adopted socket, on the loop.
+
+    The socket spoke plaintext to a proxy first, so its peer address is the
+    proxy's: the name comes from server_hostname, never from the address.
+    A failed handshake raises from enroll, after the handler's on_closed had it.
+    """
+    h = Collect()
+    with serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv:
+        with reactor.Client(h) as client:
+            raw = through_proxy(connect_proxy, srv.port)
+            c = client.enroll(raw, tls=tls_certificates.client_context(), server_hostname="localhost")
+            assert raw.fileno() == -1  # detached: the client owns the fd
+            assert c.tls is not None and c.tls.server_hostname == "localhost" and c.tls.peer_certificate
+            assert c.remote_addr == connect_proxy
+            wait_until(lambda: h.data == b"hello from the client", what="the echo through the proxy")
+            c.close()
+            wait_until(lambda: len(h.closed) == 1, what="on_closed")
+            assert h.closed == [None]
+
+            raw = through_proxy(connect_proxy, srv.port)
+            with pytest.raises(ssl.SSLCertVerificationError, match="mismatch|match") as failed:
+                client.enroll(raw, tls=tls_certificates.client_context(), server_hostname="wrong.test")
+            assert h.closed == [None, failed.value]  # on_closed had it, with no on_opened
+            assert len(h.infos) == 1 and h.infos[0] is not None
+
+
+def test_enroll_tls_arguments_are_checked_before_the_socket_is_taken(tls_certificates: TLSCertificates) -> None:
+    ctx = tls_certificates.client_context()
+    with serve_in_background(EchoHandler(), tls=tls_certificates.server_context()) as srv:
+        with reactor.Client(Collect()) as client:
+            with socket.create_connection(srv.addr, timeout=TIMEOUT) as raw:
+                with pytest.raises(ValueError, match="server_hostname"):
+                    client.enroll(raw, tls=ctx)  # no name guessed from the address
+                with pytest.raises(ValueError, match="only meaningful with tls"):
+                    client.enroll(raw, server_hostname="localhost")
+                with pytest.raises(TypeError, match="SSLContext"):
+                    client.enroll(raw, tls=object(), server_hostname="localhost")  # type: ignore[arg-type]
+                with pytest.raises(ValueError, match="client-side context"):
+                    client.enroll(raw, tls=tls_certificates.server_context(), server_hostname="localhost")
+                assert raw.fileno() != -1  # still the caller's
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.connect(srv.addr)
+                with pytest.raises(ValueError, match="UDP"):
+                    client.enroll(udp, tls=ctx, server_hostname="localhost")
+            with tls_connect(srv.addr, ctx) as wrapped:
+                with pytest.raises(ValueError, match="SSLSocket"):
+                    client.enroll(wrapped)
+                wrapped.sendall(b"still mine")
+                assert recv_exactly(wrapped, 10) == b"still mine"
