@@ -4,6 +4,7 @@
 peer           what runs                                                          default set
 =============  =================================================================  ============
 reactor        bench/servers/reactor_server.py: reactor.serve, 1 event loop       yes
+reactor-uring  the same with backend="io_uring"                                   yes, if the kernel allows
 asyncio        bench/servers/asyncio_server.py: asyncio.Protocol, stock loop      yes
 uvloop         same file with uvloop's loop (``pip install -e .[bench]``)         yes, if importable
 selectors      bench/servers/selectors_server.py: stdlib selectors (epoll)        yes
@@ -95,6 +96,13 @@ def _uvloop_missing() -> str | None:
     return None
 
 
+def _uring_missing() -> str | None:
+    from reactor.internal.uring import probe
+
+    ok, why = probe()
+    return None if ok else why
+
+
 def all_peers() -> dict[str, Peer]:
     """Every known peer, in the order they run within a round (the default set first)."""
     peers = [
@@ -111,6 +119,13 @@ def all_peers() -> dict[str, Peer]:
             "asyncio Protocol on uvloop",
             _python("bench.servers.asyncio_server", "--loop", "uvloop"),
             unavailable=_uvloop_missing(),
+            tls=True,
+        ),
+        Peer(
+            "reactor-uring",
+            "reactor 1 loop, backend='io_uring' (recv completions instead of read(2))",
+            _python("bench.servers.reactor_server", "--backend", "io_uring"),
+            unavailable=_uring_missing(),
             tls=True,
         ),
         Peer("selectors", "stdlib selectors (epoll), hand-written loop", _python("bench.servers.selectors_server")),

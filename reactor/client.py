@@ -49,7 +49,7 @@ from .eventloop import EventLoop, shutdown_task
 from .eventloop_et import loop_class
 from .handler import Action, EventServer, complete_handler
 from .internal import sockets, threads, unix
-from .internal.netpoll import Poller
+from .internal.netpoll import open_poller
 from .internal.waitfd import WRITABLE, wait_fd
 from .listener import parse_proto_addr
 from .options import Options, ServeOptions, make_logger
@@ -132,8 +132,9 @@ class Client:
         if self._started:
             raise RuntimeError("Client.start() called twice")
         self._started = True
-        poller = Poller(self.logger)
-        loop = loop_class(self._engine.opts.edge_triggered)(self._engine, poller, None)  # type: ignore[arg-type]
+        o = self._engine.opts
+        poller = open_poller(self.logger, o.backend, o.read_buffer_cap)
+        loop = loop_class(o.edge_triggered, poller.backend)(self._engine, poller, None)  # type: ignore[arg-type]
         self._engine.lb.append(loop)
         self._loop = loop
         self._server = Server(self._engine, 1)  # type: ignore[arg-type]

@@ -498,7 +498,7 @@ class Conn:
             self._interest = READ_WRITE_EVENTS
             self._edge = True
         else:
-            poller.add_read(self.fd)
+            poller.add_stream(self.fd)
             self._interest = READ_EVENTS
 
     def mark_open(self, now: float) -> None:
@@ -1269,6 +1269,12 @@ class UDPConn(Conn):
 
     def __repr__(self) -> str:
         return f"<UDPConn fd={self.fd} local={self._local_addr!r} remote={self._remote_addr!r}>"
+
+    def register(self, poller: Poller, edge_triggered: bool) -> None:
+        """Read interest as readiness (``add_read``): datagrams are read with ``recvfrom(2)`` by the loop,
+        on either backend (a stream's ``add_stream`` would have the io_uring poller receive them)."""
+        poller.add_read(self.fd)
+        self._interest = READ_EVENTS
 
     @property
     def connected(self) -> bool:

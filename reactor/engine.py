@@ -40,13 +40,14 @@ from .eventloop import EventLoop, shutdown_task
 from .eventloop_et import loop_class
 from .handler import complete_handler
 from .internal import threads
-from .internal.netpoll import Poller
+from .internal.netpoll import open_poller
 from .listener import Listener, init_listener
 from .load_balancer import LoadBalancer, new_load_balancer
 from .options import Options
 from .tls import check_context, record_sni
 
 if TYPE_CHECKING:
+    from .internal.netpoll import Poller
     from .server import Server
 
 __all__ = ["SIGNAL_CHECK_INTERVAL", "Engine"]
@@ -152,10 +153,14 @@ class Engine:
             self.activate_reactors(num_event_loop)
     # --8<-- [end:engine-start]
 
+    def _new_poller(self) -> Poller:
+        """A poller on the backend ``resolve_options`` settled (epoll or io_uring)."""
+        return open_poller(self.logger, self.opts.backend, self.opts.read_buffer_cap)
+
     def _new_loop(self, ln: Listener | None) -> EventLoop:
-        poller = Poller(self.logger)
+        poller = self._new_poller()
         try:
-            el = loop_class(self.opts.edge_triggered)(self, poller, ln)
+            el = loop_class(self.opts.edge_triggered, poller.backend)(self, poller, ln)
         except BaseException:
             poller.close()
             raise
@@ -194,7 +199,7 @@ class Engine:
         """Main-reactor mode: N sub-reactors plus one accepting main reactor (gnet: ``activateReactors``)."""
         for _ in range(num_event_loop):
             self._new_loop(self.ln)
-        main = EventLoop(self, Poller(self.logger), self.ln)
+        main = EventLoop(self, self._new_poller(), self.ln)
         main.idx = -1
         self.main_loop = main
         main.poller.add_read(self.ln.fd)

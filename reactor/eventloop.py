@@ -94,7 +94,6 @@ _RAISED = object()  # marks "react raised" where None could be a (bad) result
 _CLOSE = int(Action.CLOSE)
 _SHUTDOWN = int(Action.SHUTDOWN)
 
-_sys_read = unix.lib.read
 _sys_write = unix.lib.write
 _unpack = unix.ffi.unpack
 _ffi = unix.ffi
@@ -141,6 +140,9 @@ class EventLoop:
         self.buffer_cap = opts.read_buffer_cap
         self.buffer = bytearray(self.buffer_cap)
         self._cbuf = unix.ffi.from_buffer(self.buffer)
+        #: read(2), or on the io_uring backend the same contract over its recv
+        #: completions (``Poller.read``): the read paths below serve both.
+        self._sysread: Any = poller.read
         self._view = memoryview(self.buffer)
         self.write_cap = opts.write_buffer_cap
         self.low_water = opts.write_buffer_cap // 2
@@ -414,7 +416,7 @@ class EventLoop:
         """
         # read(2) straight through cffi: the wrapper's extra Python call
         # costs as much as the errno check.
-        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
+        n = self._sysread(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
             self._read_failed(c, n)
             return
@@ -464,7 +466,7 @@ class EventLoop:
     # --8<-- [start:read-frames]
     def _read_frames(self, c: Conn) -> None:
         """One ``read(2)`` into the loop buffer, then frames to ``react`` (gnet: ``read``)."""
-        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
+        n = self._sysread(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
             self._read_failed(c, n)
             return
@@ -500,7 +502,7 @@ class EventLoop:
         if c._tls is None:
             self._read_plain(c)  # a client's plain connection
             return
-        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
+        n = self._sysread(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
             if n == 0:
                 self._tls_eof(c)
@@ -530,7 +532,7 @@ class EventLoop:
         if tls is None:
             self._read_plain(c)  # a client's plain connection
             return
-        n = _sys_read(c.fd, self._cbuf, self.buffer_cap)
+        n = self._sysread(c.fd, self._cbuf, self.buffer_cap)
         if n <= 0:
             if n == 0:
                 self._tls_eof(c)

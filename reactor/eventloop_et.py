@@ -163,6 +163,11 @@ class EdgeTriggeredEventLoop(EventLoop):
         self.poller.trigger(self._resume_read_et, c)
 
 
-def loop_class(edge_triggered: bool) -> type[EventLoop]:
-    """The loop class for the ``edge_triggered`` option, chosen once, when the engine or client builds its loops."""
-    return EdgeTriggeredEventLoop if edge_triggered else EventLoop
+def loop_class(edge_triggered: bool, backend: str = "epoll") -> type[EventLoop]:
+    """The loop class for the ``edge_triggered`` option, chosen once, when the engine or client builds its loops.
+
+    Edge-triggered registration is an epoll notion: on the io_uring backend a
+    completion reports each read once, whatever the mode, and the
+    level-triggered loop serves both (reactor.internal.uring).
+    """
+    return EdgeTriggeredEventLoop if edge_triggered and backend == "epoll" else EventLoop

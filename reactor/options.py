@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 import ssl
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .load_balancer import LoadBalancing
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASYNC_WRITE_LIMIT_FACTOR",
+    "BACKENDS",
+    "BACKEND_ENV",
+    "Backend",
     "DEFAULT_ASYNC_WRITE_LIMIT",
     "DEFAULT_READ_BUFFER_CAP",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -32,6 +35,7 @@ __all__ = [
     "MAX_WORKERS",
     "Options",
     "ServeOptions",
+    "default_backend",
     "make_logger",
     "normalize_read_buffer_cap",
 ]
@@ -49,6 +53,16 @@ ASYNC_WRITE_LIMIT_FACTOR = 4
 DEFAULT_ASYNC_WRITE_LIMIT = ASYNC_WRITE_LIMIT_FACTOR * DEFAULT_WRITE_BUFFER_CAP
 #: Default per-event I/O budget in edge-triggered mode (gnet v2: ``EdgeTriggeredIOChunk``, 1 MiB).
 DEFAULT_EDGE_TRIGGERED_IO_CHUNK = 1024 * 1024
+#: The values of the ``backend`` option (reactor.internal.uring.BACKENDS).
+Backend = Literal["epoll", "io_uring", "auto"]
+BACKENDS: tuple[str, ...] = ("epoll", "io_uring", "auto")
+#: The environment variable that sets the default ``backend``.
+BACKEND_ENV = "REACTOR_BACKEND"
+
+
+def default_backend() -> Backend:
+    """The ``backend`` option's default: ``$REACTOR_BACKEND`` if set (validated with the other options), else epoll."""
+    return os.environ.get(BACKEND_ENV, "") or "epoll"  # type: ignore[return-value]
 #: gnet refuses more than 10,000 locked OS threads (``ErrTooManyEventLoopThreads``);
 #: every reactor loop is an OS thread, so the limit always applies.
 MAX_EVENT_LOOPS = 10_000
@@ -154,6 +168,14 @@ class Options:
     #: Seconds a TLS handshake may take before the connection is closed with
     #: a ``TimeoutError`` (a peer that connects and never speaks, or stalls).
     tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT
+    #: The kernel interface the event loops drive: ``"epoll"`` (gnet's, the
+    #: default), ``"io_uring"`` (completions: recv requests instead of
+    #: ``read(2)`` calls; raises ``IoUringUnavailable`` where the kernel
+    #: refuses it) or ``"auto"`` (io_uring where available, else epoll with one
+    #: log line). See :mod:`reactor.internal.uring`. The default can be set for
+    #: a whole process with the environment variable ``REACTOR_BACKEND``, as
+    #: libuv's ``UV_USE_IO_URING``; a test suite runs itself on both that way.
+    backend: Backend = dataclasses.field(default_factory=lambda: default_backend())
 
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied; unknown names raise ``TypeError`` listing the valid ones."""
@@ -181,6 +203,8 @@ class Options:
         ):
             raise ValueError(f"option tls_handshake_timeout must be a positive number of seconds, "
                              f"got {self.tls_handshake_timeout!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"option backend must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
         for name in ("multicore", "reuse_port", "reuse_addr", "tcp_no_delay", "lock_os_thread", "ticker",
                      "edge_triggered"):
             if not isinstance(getattr(self, name), bool):
@@ -331,3 +355,4 @@ class ServeOptions(TypedDict, total=False):
     dial_timeout: float
     tls: ssl.SSLContext | None
     tls_handshake_timeout: float
+    backend: Backend

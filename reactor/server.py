@@ -24,6 +24,7 @@ from .engine import Engine
 from .errors import ServerInShutdownError
 from .handler import Action, check_handler
 from .internal import unix
+from .internal.uring import resolve_backend
 from .listener import Listener, init_listener, parse_proto_addr
 from .options import Options, ServeOptions, make_logger, normalize_read_buffer_cap
 from .tls import check_context
@@ -151,6 +152,7 @@ def resolve_options(handler: object, options: object, opts: Any) -> Options:
         :func:`reactor.codec.check_codec`), ``options`` not an
         :class:`Options`, an unknown option name.
     :raises ValueError: an invalid option value (:meth:`Options.validate`).
+    :raises IoUringUnavailable: ``backend="io_uring"`` on a kernel that refuses io_uring.
     """
     check_handler(handler)
     if options is not None and not isinstance(options, Options):
@@ -161,7 +163,10 @@ def resolve_options(handler: object, options: object, opts: Any) -> Options:
         o = o.replace(**opts)
     check_codec(o.codec)
     o.validate()
-    return o.replace(read_buffer_cap=normalize_read_buffer_cap(o.read_buffer_cap))
+    # "auto" is settled here, once, before anything is bound; "io_uring" on a
+    # kernel that refuses it raises IoUringUnavailable here.
+    return o.replace(read_buffer_cap=normalize_read_buffer_cap(o.read_buffer_cap),
+                     backend=resolve_backend(o.backend, o.logger))
 
 
 def _serve_workers(handler: Any, network: str, address: str, proto_addr: str, o: Options) -> None:

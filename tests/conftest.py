@@ -10,6 +10,7 @@ holds until the collector runs.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,36 @@ from collections.abc import Iterator
 import pytest
 
 from netsupport import open_fds
+
+#: Every test runs on each backend (reactor's ``backend`` option), as the
+#: ``[epoll]`` and ``[io_uring]`` variants: servers, clients, fixtures and
+#: subprocesses take it from REACTOR_BACKEND (reactor.options.default_backend).
+#: REACTOR_TEST_BACKENDS=epoll (say) runs one of them only.
+BACKENDS = [b for b in os.environ.get("REACTOR_TEST_BACKENDS", "epoll,io_uring").split(",") if b]
+
+
+@pytest.fixture(scope="session", autouse=True, params=BACKENDS)
+def reactor_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The backend this test runs on. Session scope: pytest runs every test on one backend, then on the other,
+    and module-scoped servers (tests/http) are started once per backend."""
+    backend: str = request.param
+    if backend == "io_uring":
+        from reactor.internal.uring import probe
+
+        ok, why = probe()
+        if not ok:
+            pytest.skip(f"the io_uring backend is not available here: {why}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REACTOR_BACKEND", backend)
+        yield backend
+
+
+@pytest.fixture(autouse=True)
+def backend_only(request: pytest.FixtureRequest, reactor_backend: str) -> None:
+    """Skip a test marked ``epoll_only("why")`` on io_uring (a test of epoll's own mechanics)."""
+    marker = request.node.get_closest_marker("epoll_only")
+    if marker is not None and reactor_backend != "epoll":
+        pytest.skip(f"epoll only: {marker.args[0] if marker.args else 'tests the epoll mechanics'}")
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +76,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: skip the fd/thread leak check")
+    config.addinivalue_line("markers", "epoll_only(why): a test of the epoll backend's own mechanics")
 
 
 class BackgroundServer:

@@ -48,6 +48,8 @@ def main() -> int:
     extra.add_argument("--loops", type=int, default=1, help="event loops (default 1)")
     extra.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: each loop accepts for itself")
     extra.add_argument("--edge-triggered", action="store_true", help="EPOLLET registration (gnet v2 mode)")
+    extra.add_argument("--backend", choices=("epoll", "io_uring", "auto"), default="epoll",
+                       help="the kernel interface (default epoll, whatever $REACTOR_BACKEND says)")
     args = parse_args("python -m bench.servers.reactor_server", __doc__.split("\n")[0], extra)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -72,6 +74,7 @@ def main() -> int:
             num_event_loop=args.loops,
             reuse_port=args.reuse_port,
             edge_triggered=args.edge_triggered,
+            backend=args.backend,
             tls=server_context(args),
             **opts,
         )

@@ -80,6 +80,9 @@ def example_parser(prog: str, description: str, default_port: int) -> argparse.A
     parser.add_argument("--tls-cert", metavar="PEM",
                         help="serve TLS with this certificate chain (PEM; the key too, unless --tls-key)")
     parser.add_argument("--tls-key", metavar="PEM", help="the private key for --tls-cert (PEM)")
+    parser.add_argument("--backend", choices=("epoll", "io_uring", "auto"), default=None,
+                        help="the kernel interface: epoll (gnet's), io_uring, or auto (io_uring where the kernel "
+                             "allows it) (default: $REACTOR_BACKEND, else epoll)")
     return parser
 
 
@@ -142,6 +145,8 @@ def run_example(handler: Any, proto_addr: str, args: argparse.Namespace, **optio
     if tls is not None:
         options["tls"] = tls
         handler.tls = True
+    if getattr(args, "backend", None):
+        options["backend"] = args.backend
     try:
         reactor.serve(
             handler,

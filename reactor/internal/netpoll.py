@@ -92,6 +92,22 @@ class Poller:
         self.logger = logger or logging.getLogger("reactor")
         #: A handler that raises on every event would log on every round: rate-limited.
         self.limited = LogLimiter(self.logger)
+        self._open()
+        self._urgent: deque[Task] = deque()
+        self._normal: deque[Task] = deque()
+        self._wake_sig = False
+        # Guards the eventfd against a write after close: once closed, its
+        # number may be reused by any new fd in the process, and an 8-byte
+        # write there would corrupt somebody else's file.
+        self._lock = threading.Lock()
+        self._closed = False
+    # --8<-- [end:open-poller]
+
+    #: Which kernel interface this poller drives ("epoll"; "io_uring" for reactor.internal.uring).
+    backend = "epoll"
+
+    def _open(self) -> None:
+        """The kernel side: the epoll instance and its eventfd, the eventfd registered for reading."""
         self.fd = unix.epoll_create1(unix.EPOLL_CLOEXEC)
         try:
             self.efd = unix.eventfd(0, unix.EFD_NONBLOCK | unix.EFD_CLOEXEC)
@@ -103,15 +119,14 @@ class Poller:
         except BaseException:
             unix.close(self.fd)
             raise
-        self._urgent: deque[Task] = deque()
-        self._normal: deque[Task] = deque()
-        self._wake_sig = False
-        # Guards the eventfd against a write after close: once closed, its
-        # number may be reused by any new fd in the process, and an 8-byte
-        # write there would corrupt somebody else's file.
-        self._lock = threading.Lock()
-        self._closed = False
-    # --8<-- [end:open-poller]
+        #: ``read(fd, buf, count)`` with read(2)'s contract, for the event
+        #: loop's read paths: read(2) itself here; the io_uring poller hands
+        #: over the bytes its recv completions brought instead.
+        self.read: Callable[[int, Any, int], int] = unix.lib.read
+        #: The C function that waits and copies out (fds, masks), and its first argument.
+        self._wait_fn: Any = unix.lib.rx_epoll_wait
+        self._wait_on: Any = self.fd
+        self._wait_name = f"epoll_wait(epfd={self.fd})"
 
     # --- cross-thread task submission ------------------------------------------------
     # --8<-- [start:urgent-trigger]
@@ -184,8 +199,10 @@ class Poller:
         # unix.epoll_wait, inlined: this is the loop's innermost line, and
         # one C call that copies fds and masks out of the packed array plus
         # two ffi.unpack calls is the cheapest way to get them into Python.
-        rx_epoll_wait, unpack, ffi = unix.lib.rx_epoll_wait, unix.ffi.unpack, unix.ffi
-        epfd, efd = self.fd, self.efd
+        # One C call per round for either backend: rx_epoll_wait, or
+        # rx_uring_wait with the same contract (reactor.internal.uring).
+        wait_fn, wait_on, unpack, ffi = self._wait_fn, self._wait_on, unix.ffi.unpack, unix.ffi
+        efd = self.efd
         urgent, normal = self._urgent, self._normal
         limited = self.limited
         monotonic = time.monotonic
@@ -194,14 +211,14 @@ class Poller:
             # After a busy round the wait is 0 whatever the timers say; only a
             # blocking wait needs the earliest deadline.
             wait = msec if msec == 0 or timers is None else timers.timeout_ms()
-            n = rx_epoll_wait(epfd, events.events, events.size, wait, events.fds, events.masks)
+            n = wait_fn(wait_on, events.events, events.size, wait, events.fds, events.masks)
             if timers is not None and timers.advance(monotonic()):
                 self._run_timers(timers)
             if n <= 0:
                 if n < 0:
                     err = ffi.errno
                     if err != errno.EINTR:
-                        raise unix.syscall_error(f"epoll_wait(epfd={epfd})", err)
+                        raise unix.syscall_error(self._wait_name, err)
                 msec = -1
                 continue
             ready = zip(unpack(events.fds, n), unpack(events.masks, n))
@@ -274,6 +291,10 @@ class Poller:
     def add_read(self, fd: int, extra: int = 0) -> None:
         unix.epoll_ctl(self.fd, unix.EPOLL_CTL_ADD, fd, READ_EVENTS | extra)
 
+    def add_stream(self, fd: int) -> None:
+        """A stream connection, read interest: as ``add_read`` here (the io_uring poller reads it for the loop)."""
+        unix.epoll_ctl(self.fd, unix.EPOLL_CTL_ADD, fd, READ_EVENTS)
+
     def add_write(self, fd: int, extra: int = 0) -> None:
         unix.epoll_ctl(self.fd, unix.EPOLL_CTL_ADD, fd, WRITE_EVENTS | extra)
 
@@ -303,6 +324,18 @@ class Poller:
             unix.close(self.efd)
 
 
-def open_poller(logger: logging.Logger | None = None) -> Poller:
-    """gnet: ``netpoll.OpenPoller``."""
-    return Poller(logger)
+def open_poller(logger: logging.Logger | None = None, backend: str = "epoll", read_buffer_cap: int = 0) -> Poller:
+    """A poller on ``backend`` ("epoll" or "io_uring"; gnet: ``netpoll.OpenPoller``, epoll only).
+
+    ``read_buffer_cap`` sizes the io_uring poller's receive buffers (the
+    loop's read buffer size: one completion never brings more than one
+    ``read(2)`` would). Resolve "auto" first, with
+    :func:`reactor.internal.uring.resolve_backend`.
+    """
+    if backend == "epoll":
+        return Poller(logger)
+    if backend == "io_uring":
+        from .uring import UringPoller  # not imported by epoll-only programs
+
+        return UringPoller(logger, read_buffer_cap)
+    raise ValueError(f"unknown poller backend {backend!r} (expected 'epoll' or 'io_uring')")

@@ -105,6 +105,7 @@ def server_cpu(pid: int, port: int, mode: str, size: int, segment: int, repeat: 
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.epoll_only("counts read(2) calls in /proc/PID/io, and io_uring receives without them")
 @pytest.mark.parametrize("mode", ["http", "line"], ids=["http-example-body", "line-codec"])
 def test_cpu_per_read_does_not_grow_with_the_frame(mode: str) -> None:
     with fragment_server(mode, 1024) as (pid, port):

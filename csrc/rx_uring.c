@@ -1,0 +1,631 @@
+/* reactor io_uring backend: the part that runs in C (see reactor/internal/uring.py for the Python side).
+ * Compiled into reactor._sys by build_ffi.py. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/types.h>
+#include <unistd.h>
+/* ---- io_uring: the ring, driven from Python once per loop iteration ----------------------------
+ *
+ * Why in C: a loop iteration may arm dozens of requests and reap as many
+ * completions; each is a few stores into shared memory, and doing them from
+ * Python would cost a cffi crossing (~110 ns) per field. One call per
+ * iteration (rx_uring_wait) arms, submits, waits and reaps; one call per
+ * read (rx_uring_read) copies a completion's bytes out and recycles its
+ * buffer. No liburing: the rings are mmapped by hand, as the kernel's own
+ * io_uring(7) example does.
+ *
+ * The model offered to Python is epoll's, so the event loop above is the
+ * same for both backends: per fd an interest (read, write) set with
+ * rx_uring_set, and events (fd, EPOLLIN/EPOLLOUT/...) from rx_uring_wait.
+ * What differs is how read interest is served on a stream socket: not by a
+ * readiness poll followed by read(2), but by an IORING_OP_RECV into a
+ * buffer the kernel picks from a provided-buffer ring. Its completion *is*
+ * the read: rx_uring_read hands the bytes over with read(2)'s contract, and
+ * no read syscall is made. Other fds (listeners, UDP sockets, the eventfd)
+ * get a one-shot IORING_OP_POLL_ADD, re-armed after each report: level-
+ * triggered, like the epoll backend.
+ *
+ * user_data: kind in bits 0-1, fd in bits 2-31, the fd's generation in the
+ * high 32 bits. A generation is bumped when an fd is deleted, so a completion
+ * that arrives after its fd was closed (and perhaps reused by a new
+ * connection) is recognised as stale and dropped, never misattributed. */
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#define RXU_CANCEL 0
+#define RXU_RECV 1
+#define RXU_POLLIN 2
+#define RXU_POLLOUT 3
+
+#define RXU_READ 1
+#define RXU_WRITE 2
+#define RXU_STREAM 4
+#define RXU_REG 8
+
+#define RXU_NO_EVENT (-1)
+
+struct rxu_fd {
+    uint32_t gen;
+    uint8_t want;      /* RXU_READ | RXU_WRITE | RXU_STREAM | RXU_REG */
+    uint8_t armed;     /* 1 << kind for each request in flight */
+    uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
+    uint8_t held;      /* a recv result kept while read interest was off */
+    int32_t held_res;  /* its result: > 0 bytes in held_data, 0 EOF, < 0 -errno */
+    int32_t ev;        /* index of this fd's unread recv event in the batch, or RXU_NO_EVENT */
+    char *held_data;
+};
+
+/* What kind of data an event carries for rx_uring_read. */
+#define RXU_EV_NONE 0   /* a result without bytes (EOF, error), or already read */
+#define RXU_EV_BUF 1    /* bytes in provided buffer ev_bid */
+#define RXU_EV_HELD 2   /* the fd's held result */
+
+struct rx_uring {
+    int fd;
+    unsigned sq_entries, cq_entries;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *sq_flags;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *sq_ring, *cq_ring;
+    size_t sq_ring_sz, cq_ring_sz, sqes_sz;
+    unsigned sq_local;      /* our tail: SQEs filled, published at submit */
+    unsigned to_submit;
+    /* the provided-buffer ring (group 0) */
+    struct io_uring_buf_ring *br;
+    size_t br_sz;
+    unsigned nbufs, br_tail;
+    char *bufs;
+    size_t bufsize, bufs_sz;
+    /* per-fd state, indexed by fd */
+    struct rxu_fd *fds;
+    int nfds;
+    int *dirty;
+    int ndirty, dirty_cap;
+    /* the last batch of events: what rx_uring_read needs to serve each */
+    int ev_cap, nev;
+    int32_t *ev_fd, *ev_res;
+    uint32_t *ev_gen;
+    uint16_t *ev_bid;
+    uint8_t *ev_kind;
+};
+
+static int rxu_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz);
+}
+
+static void rxu_recycle(struct rx_uring *r, unsigned bid)
+{
+    struct io_uring_buf *b = &r->br->bufs[r->br_tail & (r->nbufs - 1)];
+    b->addr = (uint64_t)(uintptr_t)(r->bufs + (size_t)bid * r->bufsize);
+    b->len = (uint32_t)r->bufsize;
+    b->bid = (uint16_t)bid;
+    r->br_tail++;
+    /* Release: the kernel must see the entry before the new tail. */
+    __atomic_store_n(&r->br->tail, (uint16_t)r->br_tail, __ATOMIC_RELEASE);
+}
+
+static int rxu_grow(struct rx_uring *r, int fd)
+{
+    if (fd < r->nfds)
+        return 0;
+    int n = r->nfds ? r->nfds : 1024;
+    while (n <= fd)
+        n *= 2;
+    struct rxu_fd *f = realloc(r->fds, (size_t)n * sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    for (int i = r->nfds; i < n; i++) {
+        memset(&f[i], 0, sizeof f[i]);
+        f[i].ev = RXU_NO_EVENT;
+    }
+    r->fds = f;
+    r->nfds = n;
+    return 0;
+}
+
+static int rxu_mark_dirty(struct rx_uring *r, int fd)
+{
+    if (r->fds[fd].dirty)
+        return 0;
+    if (r->ndirty == r->dirty_cap) {
+        int cap = r->dirty_cap ? r->dirty_cap * 2 : 256;
+        int *d = realloc(r->dirty, (size_t)cap * sizeof *d);
+        if (!d)
+            return -ENOMEM;
+        r->dirty = d;
+        r->dirty_cap = cap;
+    }
+    r->dirty[r->ndirty++] = fd;
+    r->fds[fd].dirty = 1;
+    return 0;
+}
+
+static int rxu_submit(struct rx_uring *r, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    __atomic_store_n(r->sq_tail, r->sq_local, __ATOMIC_RELEASE);
+    for (;;) {
+        int ret = rxu_enter(r->fd, r->to_submit, min_complete, flags, arg, argsz);
+        if (ret >= 0) {
+            r->to_submit -= (unsigned)ret <= r->to_submit ? (unsigned)ret : r->to_submit;
+            return 0;
+        }
+        if (errno == EINTR && r->to_submit)
+            continue;  /* nothing was submitted: try again (PEP 475's rule, here in C) */
+        return -errno;
+    }
+}
+
+/* A free SQE, submitting what is queued first if the ring is full. */
+static struct io_uring_sqe *rxu_sqe(struct rx_uring *r)
+{
+    unsigned head = __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
+    if (r->sq_local - head >= r->sq_entries) {
+        if (rxu_submit(r, 0, 0, NULL, 0) < 0)
+            return NULL;
+        head = __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
+        if (r->sq_local - head >= r->sq_entries)
+            return NULL;
+    }
+    struct io_uring_sqe *sqe = &r->sqes[r->sq_local & *r->sq_mask];
+    memset(sqe, 0, sizeof *sqe);
+    r->sq_local++;
+    r->to_submit++;
+    return sqe;
+}
+
+static uint64_t rxu_ud(int kind, int fd, uint32_t gen)
+{
+    return ((uint64_t)gen << 32) | ((uint64_t)(uint32_t)fd << 2) | (uint64_t)kind;
+}
+
+static int rxu_arm(struct rx_uring *r, int fd, int kind)
+{
+    struct rxu_fd *f = &r->fds[fd];
+    struct io_uring_sqe *sqe = rxu_sqe(r);
+    if (!sqe)
+        return -EBUSY;
+    sqe->fd = fd;
+    sqe->user_data = rxu_ud(kind, fd, f->gen);
+    if (kind == RXU_RECV) {
+        sqe->opcode = IORING_OP_RECV;
+        sqe->len = (uint32_t)r->bufsize;
+        sqe->flags = IOSQE_BUFFER_SELECT;
+        sqe->buf_group = 0;
+    } else {
+        sqe->opcode = IORING_OP_POLL_ADD;
+        /* one-shot: re-armed after each report, which makes it level-triggered */
+        sqe->poll32_events = kind == RXU_POLLIN ? (POLLIN | POLLPRI) : POLLOUT;
+    }
+    f->armed |= (uint8_t)(1u << kind);
+    return 0;
+}
+
+static void rxu_drop_held(struct rxu_fd *f)
+{
+    free(f->held_data);
+    f->held_data = NULL;
+    f->held = 0;
+    f->held_res = 0;
+}
+
+void rx_uring_close(struct rx_uring *r);
+
+struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize)
+{
+    struct rx_uring *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->fd = -1;
+    struct io_uring_params p;
+    /* COOP_TASKRUN: completions are posted when the loop next enters the
+     * kernel, without an interrupt (IPI) to the loop thread for each;
+     * TASKRUN_FLAG tells us when such work is waiting, so a non-blocking
+     * round can skip io_uring_enter when there is none. Older kernels
+     * (< 5.19) refuse these flags: retry without them. */
+    unsigned tries[] = {IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+                            IORING_SETUP_TASKRUN_FLAG,
+                        IORING_SETUP_CQSIZE};
+    for (unsigned i = 0; i < 2; i++) {
+        memset(&p, 0, sizeof p);
+        p.flags = tries[i];
+        p.cq_entries = entries * 8;
+        r->fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+        if (r->fd >= 0 || errno != EINVAL)
+            break;
+    }
+    if (r->fd < 0)
+        goto fail;
+    if (!(p.features & IORING_FEAT_EXT_ARG) || !(p.features & IORING_FEAT_NODROP)) {
+        errno = EOPNOTSUPP;  /* kernel < 5.11: no timeout argument to io_uring_enter */
+        goto fail;
+    }
+    r->sq_entries = p.sq_entries;
+    r->cq_entries = p.cq_entries;
+    r->sq_ring_sz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    r->cq_ring_sz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (r->cq_ring_sz > r->sq_ring_sz)
+            r->sq_ring_sz = r->cq_ring_sz;
+        r->cq_ring_sz = 0;
+    }
+    r->sq_ring = mmap(NULL, r->sq_ring_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd,
+                      IORING_OFF_SQ_RING);
+    if (r->sq_ring == MAP_FAILED) {
+        r->sq_ring = NULL;
+        goto fail;
+    }
+    if (r->cq_ring_sz) {
+        r->cq_ring = mmap(NULL, r->cq_ring_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd,
+                          IORING_OFF_CQ_RING);
+        if (r->cq_ring == MAP_FAILED) {
+            r->cq_ring = NULL;
+            goto fail;
+        }
+    }
+    char *sq = r->sq_ring, *cq = r->cq_ring ? (char *)r->cq_ring : (char *)r->sq_ring;
+    r->sq_head = (unsigned *)(sq + p.sq_off.head);
+    r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    r->sq_array = (unsigned *)(sq + p.sq_off.array);
+    r->sq_flags = (unsigned *)(sq + p.sq_off.flags);
+    r->cq_head = (unsigned *)(cq + p.cq_off.head);
+    r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    r->sqes_sz = p.sq_entries * sizeof(struct io_uring_sqe);
+    r->sqes = mmap(NULL, r->sqes_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES);
+    if (r->sqes == MAP_FAILED) {
+        r->sqes = NULL;
+        goto fail;
+    }
+    /* The index array maps SQ slots to SQEs: the identity, set once. */
+    for (unsigned i = 0; i < p.sq_entries; i++)
+        r->sq_array[i] = i;
+    r->sq_local = *r->sq_tail;
+
+    /* The provided-buffer ring: nbufs (a power of two) buffers of bufsize
+     * bytes; the kernel takes one per completed recv (5.19+). */
+    r->nbufs = nbufs;
+    r->bufsize = bufsize;
+    r->br_sz = (size_t)nbufs * sizeof(struct io_uring_buf);
+    r->br = mmap(NULL, r->br_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r->br == MAP_FAILED) {
+        r->br = NULL;
+        goto fail;
+    }
+    r->bufs_sz = (size_t)nbufs * bufsize;
+    r->bufs = mmap(NULL, r->bufs_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r->bufs == MAP_FAILED) {
+        r->bufs = NULL;
+        goto fail;
+    }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)r->br;
+    reg.ring_entries = nbufs;
+    reg.bgid = 0;
+    if (syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
+        goto fail;
+    for (unsigned i = 0; i < nbufs; i++)
+        rxu_recycle(r, i);
+    r->ev_cap = 0;
+    if (rxu_grow(r, 1023) < 0) {
+        errno = ENOMEM;
+        goto fail;
+    }
+    return r;
+fail:;
+    int err = errno;
+    rx_uring_close(r);
+    errno = err;
+    return NULL;
+}
+
+int rx_uring_fd(struct rx_uring *r)
+{
+    return r->fd;
+}
+
+/* Set fd's interest (epoll_ctl's counterpart). op: 0 add, 1 modify, 2
+ * delete; want: RXU_READ | RXU_WRITE, plus RXU_STREAM on add for a stream
+ * socket whose reads are to be done by the ring. Delete cancels what is in
+ * flight and submits the cancellations at once: an armed recv holds a
+ * reference to the socket, and the peer must see it close when close(2)
+ * is called, not at the next loop iteration. */
+int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
+{
+    if (fd < 0)
+        return errno = EBADF, -1;
+    int err = rxu_grow(r, fd);
+    if (err < 0)
+        return errno = -err, -1;
+    struct rxu_fd *f = &r->fds[fd];
+    if (op == 0) {
+        if (f->want & RXU_REG)
+            return errno = EEXIST, -1;
+        f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM)));
+    } else {
+        if (!(f->want & RXU_REG))
+            return errno = ENOENT, -1;
+        if (op == 1) {
+            f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM)) | (want & (RXU_READ | RXU_WRITE)));
+        } else {
+            for (int kind = RXU_RECV; kind <= RXU_POLLOUT; kind++) {
+                if (f->armed & (1u << kind)) {
+                    struct io_uring_sqe *sqe = rxu_sqe(r);
+                    if (!sqe)
+                        return errno = EBUSY, -1;
+                    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+                    sqe->fd = -1;
+                    sqe->addr = rxu_ud(kind, fd, f->gen);
+                    sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
+                }
+            }
+            int had = f->armed;
+            f->want = 0;
+            f->armed = 0;
+            f->gen++;
+            f->ev = RXU_NO_EVENT;
+            rxu_drop_held(f);
+            if (had) {
+                err = rxu_submit(r, 0, 0, NULL, 0);
+                if (err < 0)
+                    return errno = -err, -1;
+            }
+            return 0;
+        }
+    }
+    err = rxu_mark_dirty(r, fd);
+    if (err < 0)
+        return errno = -err, -1;
+    return 0;
+}
+
+static int rxu_reserve_events(struct rx_uring *r, int max)
+{
+    if (max <= r->ev_cap)
+        return 0;
+    r->ev_fd = realloc(r->ev_fd, (size_t)max * sizeof *r->ev_fd);
+    r->ev_res = realloc(r->ev_res, (size_t)max * sizeof *r->ev_res);
+    r->ev_gen = realloc(r->ev_gen, (size_t)max * sizeof *r->ev_gen);
+    r->ev_bid = realloc(r->ev_bid, (size_t)max * sizeof *r->ev_bid);
+    r->ev_kind = realloc(r->ev_kind, (size_t)max * sizeof *r->ev_kind);
+    if (!r->ev_fd || !r->ev_res || !r->ev_gen || !r->ev_bid || !r->ev_kind)
+        return -ENOMEM;
+    r->ev_cap = max;
+    return 0;
+}
+
+/* Forget the previous batch: bytes nobody read (their fd was closed or
+ * never looked at) go back to the buffer ring. */
+static void rxu_retire_batch(struct rx_uring *r)
+{
+    for (int i = 0; i < r->nev; i++) {
+        int fd = r->ev_fd[i];
+        if (r->ev_kind[i] == RXU_EV_BUF)
+            rxu_recycle(r, r->ev_bid[i]);
+        if (fd >= 0 && fd < r->nfds && r->fds[fd].ev == i)
+            r->fds[fd].ev = RXU_NO_EVENT;
+    }
+    r->nev = 0;
+}
+
+static int rxu_emit(struct rx_uring *r, int *fds, uint32_t *masks, int fd, uint32_t mask, int32_t res, int kind,
+                    unsigned bid)
+{
+    int i = r->nev++;
+    fds[i] = fd;
+    masks[i] = mask;
+    r->ev_fd[i] = fd;
+    r->ev_res[i] = res;
+    r->ev_gen[i] = r->fds[fd].gen;
+    r->ev_bid[i] = (uint16_t)bid;
+    r->ev_kind[i] = (uint8_t)kind;
+    return i;
+}
+
+/* One loop iteration's kernel work: arm what interest asks for, submit,
+ * wait up to timeout ms (-1: until something happens; 0: not at all), and
+ * copy up to max events into fds/masks (rx_epoll_wait's contract; `unused`
+ * keeps its signature so the poller's loop calls either the same way).
+ * Returns the event count, or -1 with errno set. */
+int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *fds, uint32_t *masks)
+{
+    (void)unused;
+    int err = rxu_reserve_events(r, max);
+    if (err < 0)
+        return errno = -err, -1;
+    rxu_retire_batch(r);
+    /* Arm, or deliver what was held while read interest was off. */
+    int keep = 0;
+    for (int k = 0; k < r->ndirty; k++) {
+        int fd = r->dirty[k];
+        struct rxu_fd *f = &r->fds[fd];
+        unsigned want = f->want;
+        if ((want & RXU_WRITE) && !(f->armed & (1u << RXU_POLLOUT)) && rxu_arm(r, fd, RXU_POLLOUT) < 0) {
+            r->dirty[keep++] = fd;  /* the ring is full: next round */
+            continue;
+        }
+        if (f->held && (want & RXU_READ)) {
+            /* Deliver the held result; no recv is armed until it has been
+             * read (bytes stay in order), so the fd stays dirty. */
+            if (r->nev < max)
+                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, f->held_res, RXU_EV_HELD, 0);
+            r->dirty[keep++] = fd;
+            continue;
+        }
+        if (want & RXU_READ) {
+            int kind = (want & RXU_STREAM) ? RXU_RECV : RXU_POLLIN;
+            if (!(f->armed & (1u << kind)) && rxu_arm(r, fd, kind) < 0) {
+                r->dirty[keep++] = fd;
+                continue;
+            }
+        }
+        f->dirty = 0;
+    }
+    r->ndirty = keep;
+    int n_held = r->nev;
+    /* Wait only if nothing is ready to report already. */
+    int wait = timeout != 0 && n_held == 0 && __atomic_load_n(r->cq_head, __ATOMIC_RELAXED) ==
+                                                 __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    int pending_work = (__atomic_load_n(r->sq_flags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN) != 0;
+    if (r->to_submit || wait || pending_work) {
+        struct __kernel_timespec ts;
+        struct io_uring_getevents_arg arg;
+        memset(&arg, 0, sizeof arg);
+        unsigned flags = IORING_ENTER_GETEVENTS;
+        void *argp = NULL;
+        size_t argsz = 0;
+        if (wait && timeout > 0) {
+            ts.tv_sec = timeout / 1000;
+            ts.tv_nsec = (long long)(timeout % 1000) * 1000000LL;
+            arg.ts = (uint64_t)(uintptr_t)&ts;
+            arg.sigmask_sz = _NSIG / 8;
+            flags |= IORING_ENTER_EXT_ARG;
+            argp = &arg;
+            argsz = sizeof arg;
+        }
+        err = rxu_submit(r, wait ? 1 : 0, flags, argp, argsz);
+        if (err < 0 && err != -ETIME && err != -EINTR && err != -EBUSY && err != -EAGAIN)
+            return errno = -err, -1;
+    }
+    /* Reap. */
+    unsigned head = *r->cq_head;
+    unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    unsigned mask = *r->cq_mask;
+    while (head != tail && r->nev < max) {
+        struct io_uring_cqe *cqe = &r->cqes[head & mask];
+        head++;
+        uint64_t ud = cqe->user_data;
+        int kind = (int)(ud & 3);
+        int fd = (int)((ud >> 2) & 0x3fffffff);
+        uint32_t gen = (uint32_t)(ud >> 32);
+        int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        int res = cqe->res;
+        if (kind == RXU_CANCEL || fd >= r->nfds || r->fds[fd].gen != gen) {
+            if (has_buf)
+                rxu_recycle(r, bid);  /* a stale recv's bytes: its fd is closed */
+            continue;
+        }
+        struct rxu_fd *f = &r->fds[fd];
+        f->armed &= (uint8_t)~(1u << kind);
+        rxu_mark_dirty(r, fd);  /* re-armed next round if still wanted */
+        if (kind == RXU_RECV) {
+            if (res == -ENOBUFS)
+                continue;  /* every buffer in use: re-armed next round, after this batch returns some */
+            if (!(f->want & RXU_READ)) {
+                /* Read interest went off while the recv was in flight (a
+                 * back-pressure pause): keep the result, bounded by one
+                 * buffer, and deliver it when read interest comes back, as
+                 * epoll would report the bytes still in the socket. */
+                f->held = 1;
+                f->held_res = res;
+                if (res > 0) {
+                    f->held_data = malloc((size_t)res);
+                    if (f->held_data)
+                        memcpy(f->held_data, r->bufs + (size_t)bid * r->bufsize, (size_t)res);
+                    else
+                        f->held_res = -ENOMEM;
+                }
+                if (has_buf)
+                    rxu_recycle(r, bid);
+                continue;
+            }
+            /* EPOLLIN whatever the result: rx_uring_read reports EOF and
+             * errors as read(2) would, and the loop acts on them there. */
+            f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, res, has_buf ? RXU_EV_BUF : RXU_EV_NONE, bid);
+        } else if (kind == RXU_POLLIN) {
+            if (f->want & RXU_READ)
+                rxu_emit(r, fds, masks, fd, res < 0 ? EPOLLERR : (uint32_t)res, res, RXU_EV_NONE, 0);
+        } else {
+            if (f->want & RXU_WRITE)
+                rxu_emit(r, fds, masks, fd, res < 0 ? EPOLLERR : (uint32_t)res, res, RXU_EV_NONE, 0);
+        }
+    }
+    __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+    return r->nev;
+}
+
+/* read(2)'s contract over the batch: the bytes of fd's recv completion, or
+ * -1 with errno EAGAIN if there is none (the fd was reported for another
+ * reason, or its bytes were read already). count must be at least the
+ * buffer size the ring was opened with. */
+ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
+{
+    if (fd < 0 || fd >= r->nfds || r->fds[fd].ev == RXU_NO_EVENT)
+        return errno = EAGAIN, -1;
+    struct rxu_fd *f = &r->fds[fd];
+    int i = f->ev;
+    f->ev = RXU_NO_EVENT;
+    if (r->ev_gen[i] != f->gen || r->ev_fd[i] != fd) {
+        return errno = EAGAIN, -1;
+    }
+    int kind = r->ev_kind[i];
+    int32_t res = r->ev_res[i];
+    r->ev_kind[i] = RXU_EV_NONE;
+    if (kind == RXU_EV_HELD) {
+        res = f->held_res;
+        if (res > 0)
+            memcpy(buf, f->held_data, (size_t)res < count ? (size_t)res : count);
+        rxu_drop_held(f);
+    } else if (kind == RXU_EV_BUF) {
+        if (res > 0)
+            memcpy(buf, r->bufs + (size_t)r->ev_bid[i] * r->bufsize, (size_t)res < count ? (size_t)res : count);
+        rxu_recycle(r, r->ev_bid[i]);
+    }
+    if (res < 0)
+        return errno = -res, -1;
+    return res;
+}
+
+void rx_uring_close(struct rx_uring *r)
+{
+    if (!r)
+        return;
+    if (r->fd >= 0 && r->sqes) {
+        /* Cancel everything still in flight (a listener's poll, ...) and
+         * wait for it, so that every socket's last reference is gone when
+         * this returns: the ring's own teardown runs later, in a kernel
+         * worker, and a listener kept open by it would refuse a new bind. */
+        struct io_uring_sqe *sqe = rxu_sqe(r);
+        if (sqe) {
+            sqe->opcode = IORING_OP_ASYNC_CANCEL;
+            sqe->fd = -1;
+            sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+            sqe->user_data = rxu_ud(RXU_CANCEL, 0, 0);
+            rxu_submit(r, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+        }
+    }
+    if (r->fd >= 0)
+        close(r->fd);
+    if (r->sqes)
+        munmap(r->sqes, r->sqes_sz);
+    if (r->cq_ring)
+        munmap(r->cq_ring, r->cq_ring_sz);
+    if (r->sq_ring)
+        munmap(r->sq_ring, r->sq_ring_sz);
+    if (r->bufs)
+        munmap(r->bufs, r->bufs_sz);
+    if (r->br)
+        munmap(r->br, r->br_sz);
+    for (int i = 0; i < r->nfds; i++)
+        free(r->fds[i].held_data);
+    free(r->fds);
+    free(r->dirty);
+    free(r->ev_fd);
+    free(r->ev_res);
+    free(r->ev_gen);
+    free(r->ev_bid);
+    free(r->ev_kind);
+    free(r);
+}

@@ -1,0 +1,208 @@
+"""The io_uring poller: the same interface as the epoll one, completions underneath.
+
+gnet has no counterpart (it is epoll/kqueue only); this is reactor's second
+backend, chosen with ``serve(..., backend="io_uring")`` (or ``"auto"``).
+The C half is ``csrc/rx_uring.c``; read its header comment first.
+
+Readiness and completion
+------------------------
+epoll is a *readiness* interface (a reactor): the kernel says "fd 7 is
+readable", and the loop then calls ``read(2)``, one syscall per read.
+io_uring is a *completion* interface (a proactor): the loop asks in advance
+"receive on fd 7 into a buffer of your choosing", and the kernel answers
+"done: 64 bytes in buffer 3". The requests of a whole loop iteration go in,
+and its completions come out, through one ``io_uring_enter`` and two rings
+of shared memory, so the per-read syscall disappears.
+
+This poller keeps the readiness *interface*, so that the event loop, the
+connection's state machine and every handler run unchanged on both
+backends: interest is still set with ``add_read``/``mod_read_write``/...,
+and ``polling`` still calls ``callback(fd, events)``. What changes:
+
+* A stream connection (``add_stream``) with read interest has an
+  ``IORING_OP_RECV`` in flight, with ``IOSQE_BUFFER_SELECT``: the kernel
+  picks a buffer from a provided-buffer ring when bytes arrive (so 10,000
+  idle connections pin no memory). Its completion is reported as EPOLLIN,
+  and the loop's ``read`` (``Poller.read``, which is ``read(2)`` on epoll)
+  is here ``rx_uring_read``: it copies the completion's bytes into the
+  loop's buffer and returns the buffer to the ring. EOF and errors come
+  back exactly as ``read(2)`` reports them.
+* Every other fd (listener, UDP socket, this poller's eventfd) gets a one-
+  shot ``IORING_OP_POLL_ADD``, re-armed after each report: level-triggered
+  readiness, as with epoll. Write interest is a one-shot POLLOUT poll too;
+  writes stay ``write(2)``/``writev(2)`` calls made by the connection.
+* Back-pressure: when read interest goes off while a recv is in flight, its
+  result is kept (at most one buffer per connection) and reported when read
+  interest comes back: no bytes are read into a paused connection, as with
+  epoll, where they would wait in the socket.
+* ``delete`` cancels the fd's requests and submits the cancellation at
+  once: an in-flight recv holds a reference to the socket, so without it a
+  closed connection's peer would not see the FIN.
+
+Edge-triggered mode does not apply (a completion is neither level nor
+edge); with this backend the engine uses the level-triggered loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+from typing import Any
+
+from . import unix
+from .netpoll import Poller
+
+__all__ = ["BACKENDS", "IoUringUnavailable", "UringPoller", "probe", "resolve_backend"]
+
+#: The values of the ``backend`` option (also in reactor.options, which may not import this layer's users).
+BACKENDS = ("epoll", "io_uring", "auto")
+
+#: Submission-queue entries (the completion queue gets 8 times as many, so
+#: that a burst of completions rarely overflows; the kernel keeps overflow
+#: anyway, IORING_FEAT_NODROP).
+RING_ENTRIES = 256
+#: Provided receive buffers per loop (a power of two). Buffers return to the
+#: ring as soon as the loop has copied their bytes out, so this bounds how
+#: many connections can complete a recv in one iteration, not how many exist.
+RING_BUFFERS = 64
+
+_OP_ADD, _OP_MOD, _OP_DEL = 0, 1, 2
+_R, _W, _STREAM = unix.lib.RXU_READ, unix.lib.RXU_WRITE, unix.lib.RXU_STREAM
+
+
+class IoUringUnavailable(OSError):
+    """The kernel refused io_uring (too old, ``kernel.io_uring_disabled``, a seccomp profile, ...)."""
+
+
+_probed: tuple[bool, str] | None = None
+_fallback_logged = False
+
+
+def probe() -> tuple[bool, str]:
+    """Whether this process can use the io_uring backend, and if not why (tried once, then remembered)."""
+    global _probed
+    if _probed is None:
+        ring = unix.lib.rx_uring_open(4, 1, 4096)
+        if ring == unix.ffi.NULL:
+            err = unix.ffi.errno
+            _probed = (False, _why(err))
+        else:
+            unix.lib.rx_uring_close(ring)
+            _probed = (True, "")
+    return _probed
+
+
+def _why(err: int) -> str:
+    reason = f"{errno.errorcode.get(err, err)}: {os.strerror(err)}"
+    hint = {
+        errno.ENOSYS: "the kernel has no io_uring (before 5.1, or built without it)",
+        errno.EPERM: "io_uring is disabled (sysctl kernel.io_uring_disabled) or blocked by a seccomp profile",
+        errno.EACCES: "io_uring is disabled for this user (sysctl kernel.io_uring_disabled)",
+        errno.EINVAL: "the kernel's io_uring lacks a feature reactor needs (provided-buffer rings: 5.19+)",
+        errno.EOPNOTSUPP: "the kernel's io_uring lacks a feature reactor needs (timeouts in io_uring_enter: 5.11+)",
+    }.get(err, "")
+    return f"io_uring_setup failed ({reason}){': ' + hint if hint else ''}"
+
+
+def resolve_backend(backend: str, logger: logging.Logger | None = None) -> str:
+    """``"auto"`` becomes ``"io_uring"`` where the kernel allows it, else ``"epoll"`` (logged once).
+
+    :raises IoUringUnavailable: ``backend="io_uring"`` and the kernel refuses it.
+    :raises ValueError: an unknown backend name.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"option backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend == "epoll":
+        return backend
+    ok, why = probe()
+    if ok:
+        return "io_uring"
+    if backend == "io_uring":
+        raise IoUringUnavailable(errno.EPERM, f"backend='io_uring' is not available here: {why}; "
+                                              f"use backend='epoll' or 'auto'")
+    global _fallback_logged
+    if not _fallback_logged:  # once per process: the reason cannot change, and serve() may resolve twice
+        _fallback_logged = True
+        (logger or logging.getLogger("reactor")).info("backend='auto': using epoll, since %s", why)
+    return "epoll"
+
+
+class UringPoller(Poller):
+    """A :class:`~reactor.internal.netpoll.Poller` over io_uring (see the module docstring)."""
+
+    backend = "io_uring"
+
+    def __init__(self, logger: logging.Logger | None = None, read_buffer_cap: int = 0) -> None:
+        self._bufsize = read_buffer_cap or 64 * 1024
+        super().__init__(logger)
+
+    def _open(self) -> None:
+        ring = unix.lib.rx_uring_open(RING_ENTRIES, RING_BUFFERS, self._bufsize)
+        if ring == unix.ffi.NULL:
+            err = unix.ffi.errno
+            raise IoUringUnavailable(err, _why(err))
+        try:
+            self.efd = unix.eventfd(0, unix.EFD_NONBLOCK | unix.EFD_CLOEXEC)
+        except BaseException:
+            unix.lib.rx_uring_close(ring)
+            raise
+        self._ring = ring
+        #: The ring's own fd (Poller.fd is the epoll fd on the other backend).
+        self.fd = unix.lib.rx_uring_fd(ring)
+        self._ctl(_OP_ADD, self.efd, _R)
+        # partial: a C-level call, no Python frame between the loop and rx_uring_read.
+        self.read = functools.partial(unix.lib.rx_uring_read, ring)
+        self._wait_fn = unix.lib.rx_uring_wait
+        self._wait_on = ring
+        self._wait_name = f"io_uring_enter(fd={self.fd})"
+
+    def _ctl(self, op: int, fd: int, want: int) -> None:
+        if unix.lib.rx_uring_ctl(self._ring, op, fd, want) < 0:
+            name = ("add", "mod", "del")[op]
+            raise unix.syscall_error(f"io_uring interest {name} (fd={fd})", unix.ffi.errno)
+
+    # --- interest: epoll_ctl's counterparts (``extra`` epoll flags have no meaning here) ---------
+    def add_read(self, fd: int, extra: int = 0) -> None:
+        self._ctl(_OP_ADD, fd, _R)
+
+    def add_stream(self, fd: int) -> None:
+        """A stream connection: its reads are recv requests on the ring (see the module docstring)."""
+        self._ctl(_OP_ADD, fd, _R | _STREAM)
+
+    def add_write(self, fd: int, extra: int = 0) -> None:
+        self._ctl(_OP_ADD, fd, _W)
+
+    def add_read_write(self, fd: int, extra: int = 0) -> None:
+        self._ctl(_OP_ADD, fd, _R | _W)
+
+    def mod_read(self, fd: int, extra: int = 0) -> None:
+        self._ctl(_OP_MOD, fd, _R)
+
+    def mod_write(self, fd: int, extra: int = 0) -> None:
+        self._ctl(_OP_MOD, fd, _W)
+
+    def mod_read_write(self, fd: int, extra: int = 0) -> None:
+        self._ctl(_OP_MOD, fd, _R | _W)
+
+    def delete(self, fd: int) -> None:
+        self._ctl(_OP_DEL, fd, 0)
+
+    def close(self) -> None:
+        """Cancel what is in flight, close the ring (and unmap its buffers), then the eventfd. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            ring, self._ring = self._ring, unix.ffi.NULL
+            # The loop thread has returned from polling by now (the engine
+            # joins it first), so nothing else is inside the ring.
+            self.read = _closed_read
+            unix.lib.rx_uring_close(ring)
+            unix.close(self.efd)
+
+
+def _closed_read(fd: int, buf: Any, count: int) -> int:
+    unix.ffi.errno = errno.EBADF
+    return -1
