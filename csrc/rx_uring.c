@@ -56,16 +56,20 @@ struct rxu_fd {
     uint8_t want;      /* RXU_READ | RXU_WRITE | RXU_STREAM | RXU_REG */
     uint8_t armed;     /* 1 << kind for each request in flight */
     uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
-    uint8_t held;      /* a recv result kept while read interest was off */
-    int32_t held_res;  /* its result: > 0 bytes in held_data, 0 EOF, < 0 -errno */
+    uint8_t cancelling; /* a cancel of the recv is on its way: do not send another */
+    uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
+    uint8_t held_end;  /* the held results end with held_res: 0 EOF, < 0 -errno */
+    int32_t held_res;
     int32_t ev;        /* index of this fd's unread recv event in the batch, or RXU_NO_EVENT */
-    char *held_data;
+    char *held_data;   /* held bytes: held_data[held_off:held_len] */
+    size_t held_off, held_len, held_cap;
 };
 
 /* What kind of data an event carries for rx_uring_read. */
-#define RXU_EV_NONE 0   /* a result without bytes (EOF, error), or already read */
+#define RXU_EV_NONE 0   /* no recv result: a poll event, or one already read */
 #define RXU_EV_BUF 1    /* bytes in provided buffer ev_bid */
-#define RXU_EV_HELD 2   /* the fd's held result */
+#define RXU_EV_HELD 2   /* the fd's held results */
+#define RXU_EV_END 3    /* a recv's end: EOF (0) or an error (-errno) */
 
 struct rx_uring {
     int fd;
@@ -77,6 +81,7 @@ struct rx_uring {
     void *sq_ring, *cq_ring;
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     unsigned sq_local;      /* our tail: SQEs filled, published at submit */
+    int multishot;          /* recv is multishot (6.0+); cleared if the kernel refuses it */
     unsigned to_submit;
     /* the provided-buffer ring (group 0) */
     struct io_uring_buf_ring *br;
@@ -196,10 +201,16 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
     sqe->fd = fd;
     sqe->user_data = rxu_ud(kind, fd, f->gen);
     if (kind == RXU_RECV) {
+        /* Multishot (6.0+): one request delivers a completion each time
+         * bytes arrive, until it is cancelled or ends (EOF, an error, no
+         * buffer left); no re-arming per read. len 0: a buffer's size. */
         sqe->opcode = IORING_OP_RECV;
-        sqe->len = (uint32_t)r->bufsize;
         sqe->flags = IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
+        if (r->multishot)
+            sqe->ioprio = IORING_RECV_MULTISHOT;
+        else
+            sqe->len = (uint32_t)r->bufsize;
     } else {
         sqe->opcode = IORING_OP_POLL_ADD;
         /* one-shot: re-armed after each report, which makes it level-triggered */
@@ -213,8 +224,52 @@ static void rxu_drop_held(struct rxu_fd *f)
 {
     free(f->held_data);
     f->held_data = NULL;
-    f->held = 0;
+    f->held_off = f->held_len = f->held_cap = 0;
+    f->held = f->held_end = 0;
     f->held_res = 0;
+}
+
+/* Keep a recv result back: its bytes are appended to what is held (order
+ * kept), an end (EOF, error) closes the held sequence. Used while read
+ * interest is off (a back-pressure pause; the multishot recv is being
+ * cancelled) and for a second completion of the same fd in one batch,
+ * which the loop could not tell from the first. Bounded: a pause cancels
+ * the recv at the next submit, so at most one iteration's arrivals (what
+ * the socket's receive buffer held) are kept. */
+static void rxu_hold(struct rx_uring *r, struct rxu_fd *f, int res, const char *data)
+{
+    f->held = 1;
+    if (res <= 0) {
+        if (!f->held_end) {
+            f->held_end = 1;
+            f->held_res = res;
+        }
+        return;
+    }
+    if (f->held_end)
+        return;  /* nothing comes after an end */
+    if (f->held_len + (size_t)res > f->held_cap) {
+        if (f->held_off) {  /* reuse the part already read */
+            memmove(f->held_data, f->held_data + f->held_off, f->held_len - f->held_off);
+            f->held_len -= f->held_off;
+            f->held_off = 0;
+        }
+        if (f->held_len + (size_t)res > f->held_cap) {
+            size_t cap = f->held_cap ? f->held_cap : r->bufsize;
+            while (cap < f->held_len + (size_t)res)
+                cap *= 2;
+            char *d = realloc(f->held_data, cap);
+            if (!d) {
+                f->held_end = 1;
+                f->held_res = -ENOMEM;  /* the connection is closed with ENOMEM, nothing silently lost */
+                return;
+            }
+            f->held_data = d;
+            f->held_cap = cap;
+        }
+    }
+    memcpy(f->held_data + f->held_len, data, (size_t)res);
+    f->held_len += (size_t)res;
 }
 
 void rx_uring_close(struct rx_uring *r);
@@ -318,6 +373,7 @@ struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsiz
     for (unsigned i = 0; i < nbufs; i++)
         rxu_recycle(r, i);
     r->ev_cap = 0;
+    r->multishot = 1;
     if (rxu_grow(r, 1023) < 0) {
         errno = ENOMEM;
         goto fail;
@@ -357,7 +413,20 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
         if (!(f->want & RXU_REG))
             return errno = ENOENT, -1;
         if (op == 1) {
+            int was_reading = f->want & RXU_READ;
             f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM)) | (want & (RXU_READ | RXU_WRITE)));
+            if (was_reading && !(want & RXU_READ) && (f->armed & (1u << RXU_RECV)) && !f->cancelling) {
+                /* A pause: stop the multishot recv (submitted with the next
+                 * wait); what completes until then is held. */
+                struct io_uring_sqe *sqe = rxu_sqe(r);
+                if (!sqe)
+                    return errno = EBUSY, -1;
+                sqe->opcode = IORING_OP_ASYNC_CANCEL;
+                sqe->fd = -1;
+                sqe->addr = rxu_ud(RXU_RECV, fd, f->gen);
+                sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
+                f->cancelling = 1;
+            }
         } else {
             for (int kind = RXU_RECV; kind <= RXU_POLLOUT; kind++) {
                 if (f->armed & (1u << kind)) {
@@ -373,6 +442,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
             int had = f->armed;
             f->want = 0;
             f->armed = 0;
+            f->cancelling = 0;
             f->gen++;
             f->ev = RXU_NO_EVENT;
             rxu_drop_held(f);
@@ -405,16 +475,27 @@ static int rxu_reserve_events(struct rx_uring *r, int max)
     return 0;
 }
 
-/* Forget the previous batch: bytes nobody read (their fd was closed or
- * never looked at) go back to the buffer ring. */
+/* Close the previous batch. A recv result the loop did not read stays
+ * with its fd if the fd is still the same registration (held, delivered
+ * before anything newer): the poller loses no byte whatever the loop did.
+ * A closed fd's bytes go back to the buffer ring. */
 static void rxu_retire_batch(struct rx_uring *r)
 {
     for (int i = 0; i < r->nev; i++) {
         int fd = r->ev_fd[i];
-        if (r->ev_kind[i] == RXU_EV_BUF)
-            rxu_recycle(r, r->ev_bid[i]);
-        if (fd >= 0 && fd < r->nfds && r->fds[fd].ev == i)
-            r->fds[fd].ev = RXU_NO_EVENT;
+        int kind = r->ev_kind[i];
+        struct rxu_fd *f = fd >= 0 && fd < r->nfds ? &r->fds[fd] : NULL;
+        int live = f && f->gen == r->ev_gen[i] && (f->want & RXU_REG);
+        if (kind == RXU_EV_BUF || kind == RXU_EV_END) {
+            if (live) {
+                rxu_hold(r, f, r->ev_res[i], kind == RXU_EV_BUF ? r->bufs + (size_t)r->ev_bid[i] * r->bufsize : NULL);
+                rxu_mark_dirty(r, fd);
+            }
+            if (kind == RXU_EV_BUF)
+                rxu_recycle(r, r->ev_bid[i]);
+        }
+        if (f && f->ev == i)
+            f->ev = RXU_NO_EVENT;
     }
     r->nev = 0;
 }
@@ -518,33 +599,40 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
             continue;
         }
         struct rxu_fd *f = &r->fds[fd];
-        f->armed &= (uint8_t)~(1u << kind);
-        rxu_mark_dirty(r, fd);  /* re-armed next round if still wanted */
         if (kind == RXU_RECV) {
-            if (res == -ENOBUFS)
-                continue;  /* every buffer in use: re-armed next round, after this batch returns some */
-            if (!(f->want & RXU_READ)) {
-                /* Read interest went off while the recv was in flight (a
-                 * back-pressure pause): keep the result, bounded by one
-                 * buffer, and deliver it when read interest comes back, as
-                 * epoll would report the bytes still in the socket. */
-                f->held = 1;
-                f->held_res = res;
-                if (res > 0) {
-                    f->held_data = malloc((size_t)res);
-                    if (f->held_data)
-                        memcpy(f->held_data, r->bufs + (size_t)bid * r->bufsize, (size_t)res);
-                    else
-                        f->held_res = -ENOMEM;
-                }
+            int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+            if (!more) {
+                /* The request has ended: re-armed next round if still wanted. */
+                f->armed &= (uint8_t)~(1u << kind);
+                f->cancelling = 0;
+                rxu_mark_dirty(r, fd);
+            }
+            if (res == -EINVAL && r->multishot && !has_buf) {
+                r->multishot = 0;  /* a kernel before 6.0: single-shot recvs from now on */
+                continue;
+            }
+            if (res == -ENOBUFS || res == -ECANCELED)
+                continue;  /* no buffer free (re-armed next round), or our own pause's cancel */
+            if (!(f->want & RXU_READ) || f->held || f->ev != RXU_NO_EVENT) {
+                /* Read interest is off (a back-pressure pause: bytes stay
+                 * out of the connection, as with epoll, where they would
+                 * wait in the socket), or something of this fd is already
+                 * waiting to be read: keep it back, in order. */
+                rxu_hold(r, f, res, has_buf ? r->bufs + (size_t)bid * r->bufsize : NULL);
                 if (has_buf)
                     rxu_recycle(r, bid);
+                if (f->held && (f->want & RXU_READ))
+                    rxu_mark_dirty(r, fd);  /* delivered next round */
                 continue;
             }
             /* EPOLLIN whatever the result: rx_uring_read reports EOF and
              * errors as read(2) would, and the loop acts on them there. */
-            f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, res, has_buf ? RXU_EV_BUF : RXU_EV_NONE, bid);
-        } else if (kind == RXU_POLLIN) {
+            f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, res, has_buf ? RXU_EV_BUF : RXU_EV_END, bid);
+            continue;
+        }
+        f->armed &= (uint8_t)~(1u << kind);
+        rxu_mark_dirty(r, fd);  /* a one-shot poll: re-armed next round if still wanted */
+        if (kind == RXU_POLLIN) {
             if (f->want & RXU_READ)
                 rxu_emit(r, fds, masks, fd, res < 0 ? EPOLLERR : (uint32_t)res, res, RXU_EV_NONE, 0);
         } else {
@@ -574,10 +662,20 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
     int32_t res = r->ev_res[i];
     r->ev_kind[i] = RXU_EV_NONE;
     if (kind == RXU_EV_HELD) {
-        res = f->held_res;
-        if (res > 0)
-            memcpy(buf, f->held_data, (size_t)res < count ? (size_t)res : count);
-        rxu_drop_held(f);
+        size_t avail = f->held_len - f->held_off;
+        if (avail) {
+            size_t n = avail < count ? avail : count;
+            memcpy(buf, f->held_data + f->held_off, n);
+            f->held_off += n;
+            res = (int32_t)n;
+            if (f->held_off == f->held_len && !f->held_end)
+                rxu_drop_held(f);  /* all delivered: recv completions go straight to the loop again */
+            else
+                rxu_mark_dirty(r, fd);  /* more held: reported again next round */
+        } else {
+            res = f->held_end ? f->held_res : -EAGAIN;
+            rxu_drop_held(f);
+        }
     } else if (kind == RXU_EV_BUF) {
         if (res > 0)
             memcpy(buf, r->bufs + (size_t)r->ev_bid[i] * r->bufsize, (size_t)res < count ? (size_t)res : count);

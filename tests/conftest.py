@@ -19,6 +19,17 @@ import pytest
 
 from netsupport import open_fds
 
+try:
+    # Imported once for the whole session, on purpose: tests/unit/test_pytest_plugin.py
+    # runs inner pytest sessions in this process (pytester), and pytester removes
+    # the modules an inner session imported. cryptography's Rust core keeps its
+    # classes from the first import, so a second import of the Python side makes
+    # trustme fail ("curve must be an EllipticCurve instance") in every TLS test
+    # that runs after it (the [io_uring] half of the suite runs after the unit tests).
+    import trustme  # noqa: F401
+except ImportError:
+    pass
+
 #: Every test runs on each backend (reactor's ``backend`` option), as the
 #: ``[epoll]`` and ``[io_uring]`` variants: servers, clients, fixtures and
 #: subprocesses take it from REACTOR_BACKEND (reactor.options.default_backend).

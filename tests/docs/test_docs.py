@@ -1282,6 +1282,7 @@ def test_trace_sequence_ignores_numbers_and_timing() -> None:
 
 
 @pytest.mark.skipif(not strace_works(), reason="strace is not installed or cannot trace here (ptrace forbidden)")
+@pytest.mark.epoll_only("the committed traces are the epoll backend's syscalls (docs/syscalls.md)")
 def test_fresh_traces_match_the_committed_ones(tmp_path: Path) -> None:
     """Capture every trace again: each thread's sequence of calls must be the committed one.
 
