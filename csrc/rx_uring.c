@@ -56,7 +56,6 @@ struct rxu_fd {
     uint8_t want;      /* RXU_READ | RXU_WRITE | RXU_STREAM | RXU_REG */
     uint8_t armed;     /* 1 << kind for each request in flight */
     uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
-    uint8_t cancelling; /* a cancel of the recv is on its way: do not send another */
     uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
     uint8_t held_end;  /* the held results end with held_res: 0 EOF, < 0 -errno */
     int32_t held_res;
@@ -81,7 +80,6 @@ struct rx_uring {
     void *sq_ring, *cq_ring;
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     unsigned sq_local;      /* our tail: SQEs filled, published at submit */
-    int multishot;          /* recv is multishot (6.0+); cleared if the kernel refuses it */
     unsigned to_submit;
     /* the provided-buffer ring (group 0) */
     struct io_uring_buf_ring *br;
@@ -201,16 +199,15 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
     sqe->fd = fd;
     sqe->user_data = rxu_ud(kind, fd, f->gen);
     if (kind == RXU_RECV) {
-        /* Multishot (6.0+): one request delivers a completion each time
-         * bytes arrive, until it is cancelled or ends (EOF, an error, no
-         * buffer left); no re-arming per read. len 0: a buffer's size. */
+        /* Single-shot, on purpose: one completion per iteration at most,
+         * as one read(2) per readable event on epoll. A multishot recv
+         * (6.0+) was tried: no measurable gain here, and it empties the
+         * socket into the ring's buffers as fast as the peer sends, which
+         * defeats TCP's flow control (docs/benchmarks.md). */
         sqe->opcode = IORING_OP_RECV;
         sqe->flags = IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
-        if (r->multishot)
-            sqe->ioprio = IORING_RECV_MULTISHOT;
-        else
-            sqe->len = (uint32_t)r->bufsize;
+        sqe->len = (uint32_t)r->bufsize;
     } else {
         sqe->opcode = IORING_OP_POLL_ADD;
         /* one-shot: re-armed after each report, which makes it level-triggered */
@@ -230,12 +227,11 @@ static void rxu_drop_held(struct rxu_fd *f)
 }
 
 /* Keep a recv result back: its bytes are appended to what is held (order
- * kept), an end (EOF, error) closes the held sequence. Used while read
- * interest is off (a back-pressure pause; the multishot recv is being
- * cancelled) and for a second completion of the same fd in one batch,
- * which the loop could not tell from the first. Bounded: a pause cancels
- * the recv at the next submit, so at most one iteration's arrivals (what
- * the socket's receive buffer held) are kept. */
+ * kept), an end (EOF, error) closes the held sequence. Used when read
+ * interest went off while the recv was in flight (a back-pressure pause)
+ * and when the loop did not read a result it was given. Bounded: one recv
+ * is in flight per connection, and none is armed while anything is held,
+ * so at most one buffer's worth is kept. */
 static void rxu_hold(struct rx_uring *r, struct rxu_fd *f, int res, const char *data)
 {
     f->held = 1;
@@ -373,7 +369,6 @@ struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsiz
     for (unsigned i = 0; i < nbufs; i++)
         rxu_recycle(r, i);
     r->ev_cap = 0;
-    r->multishot = 1;
     if (rxu_grow(r, 1023) < 0) {
         errno = ENOMEM;
         goto fail;
@@ -413,20 +408,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
         if (!(f->want & RXU_REG))
             return errno = ENOENT, -1;
         if (op == 1) {
-            int was_reading = f->want & RXU_READ;
             f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM)) | (want & (RXU_READ | RXU_WRITE)));
-            if (was_reading && !(want & RXU_READ) && (f->armed & (1u << RXU_RECV)) && !f->cancelling) {
-                /* A pause: stop the multishot recv (submitted with the next
-                 * wait); what completes until then is held. */
-                struct io_uring_sqe *sqe = rxu_sqe(r);
-                if (!sqe)
-                    return errno = EBUSY, -1;
-                sqe->opcode = IORING_OP_ASYNC_CANCEL;
-                sqe->fd = -1;
-                sqe->addr = rxu_ud(RXU_RECV, fd, f->gen);
-                sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
-                f->cancelling = 1;
-            }
         } else {
             for (int kind = RXU_RECV; kind <= RXU_POLLOUT; kind++) {
                 if (f->armed & (1u << kind)) {
@@ -442,7 +424,6 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
             int had = f->armed;
             f->want = 0;
             f->armed = 0;
-            f->cancelling = 0;
             f->gen++;
             f->ev = RXU_NO_EVENT;
             rxu_drop_held(f);
@@ -600,19 +581,11 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         }
         struct rxu_fd *f = &r->fds[fd];
         if (kind == RXU_RECV) {
-            int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
-            if (!more) {
-                /* The request has ended: re-armed next round if still wanted. */
-                f->armed &= (uint8_t)~(1u << kind);
-                f->cancelling = 0;
-                rxu_mark_dirty(r, fd);
-            }
-            if (res == -EINVAL && r->multishot && !has_buf) {
-                r->multishot = 0;  /* a kernel before 6.0: single-shot recvs from now on */
-                continue;
-            }
+            /* The recv has ended (single-shot): re-armed next round if still wanted. */
+            f->armed &= (uint8_t)~(1u << kind);
+            rxu_mark_dirty(r, fd);
             if (res == -ENOBUFS || res == -ECANCELED)
-                continue;  /* no buffer free (re-armed next round), or our own pause's cancel */
+                continue;  /* no buffer free (re-armed next round), or cancelled */
             if (!(f->want & RXU_READ) || f->held || f->ev != RXU_NO_EVENT) {
                 /* Read interest is off (a back-pressure pause: bytes stay
                  * out of the connection, as with epoll, where they would

@@ -19,11 +19,15 @@ connection's state machine and every handler run unchanged on both
 backends: interest is still set with ``add_read``/``mod_read_write``/...,
 and ``polling`` still calls ``callback(fd, events)``. What changes:
 
-* A stream connection (``add_stream``) with read interest has a multishot
-  ``IORING_OP_RECV`` in flight (kernel 6.0+; single-shot, re-armed per
-  completion, before), with ``IOSQE_BUFFER_SELECT``: the kernel picks a
-  buffer from a provided-buffer ring each time bytes arrive (so 10,000 idle
-  connections pin no memory). Each completion is reported as EPOLLIN,
+* A stream connection (``add_stream``) with read interest has an
+  ``IORING_OP_RECV`` in flight, with ``IOSQE_BUFFER_SELECT``: the kernel
+  picks a buffer from a provided-buffer ring when bytes arrive (so 10,000
+  idle connections pin no memory). It is single-shot, re-armed with the
+  next iteration's submit (no syscall of its own): one completion per
+  iteration, as one ``read(2)`` per event on epoll. (A multishot recv was
+  built and measured: no gain here, and it drains the socket as fast as the
+  peer sends, which defeats TCP's flow control; see docs/benchmarks.md.)
+  Its completion is reported as EPOLLIN,
   and the loop's ``read`` (``Poller.read``, which is ``read(2)`` on epoll)
   is here ``rx_uring_read``: it copies the completion's bytes into the
   loop's buffer and returns the buffer to the ring. EOF and errors come
@@ -32,13 +36,12 @@ and ``polling`` still calls ``callback(fd, events)``. What changes:
   shot ``IORING_OP_POLL_ADD``, re-armed after each report: level-triggered
   readiness, as with epoll. Write interest is a one-shot POLLOUT poll too;
   writes stay ``write(2)``/``writev(2)`` calls made by the connection.
-* Back-pressure: when read interest goes off, the recv is cancelled (with
-  the next submit) and whatever completes until then is held, in order, and
-  reported when read interest comes back: no bytes reach a paused
-  connection, as with epoll, where they would wait in the socket. What is
-  held is bounded by what arrives within one loop iteration. A second
-  completion for one fd in a batch, or one the loop did not read, is held
-  the same way: the poller never drops a byte of a live connection.
+* Back-pressure: when read interest goes off while a recv is in flight,
+  its result is held (one buffer at most) and reported when read interest
+  comes back, before anything newer; no recv is armed meanwhile. So no
+  bytes reach a paused connection, as with epoll, where they would wait in
+  the socket. A result the loop did not read is held the same way: the
+  poller never drops a byte of a live connection.
 * ``delete`` cancels the fd's requests and submits the cancellation at
   once: an in-flight recv holds a reference to the socket, so without it a
   closed connection's peer would not see the FIN.

@@ -436,7 +436,7 @@ def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -
 
 
 def test_io_uring_data_path_makes_no_read_syscalls(reactor_backend: str, tmp_path: pathlib.Path) -> None:
-    """One echo round trip costs a wait and a read(2) on epoll; on io_uring an io_uring_enter and no read.
+    """One echo round trip costs a wait and a read(2) on epoll; on io_uring at most an io_uring_enter and no read.
 
     Python's start-up alone makes a couple of hundred read(2) calls (imports), the same
     number on both backends, so the data path's reads show as the difference between them.
@@ -458,8 +458,10 @@ def test_io_uring_data_path_makes_no_read_syscalls(reactor_backend: str, tmp_pat
     assert epoll_waits(epoll) >= 0.9 * n, report
     assert epoll.get("read", 0) >= n, report
     assert epoll.get("io_uring_setup", 0) == 0 and epoll.get("io_uring_enter", 0) == 0, report
-    # io_uring: every round trip needs the loop to wait, which is an io_uring_enter ...
-    assert uring.get("io_uring_enter", 0) >= 0.9 * n, report
+    # io_uring: the loop waits with io_uring_enter. Not necessarily once per round
+    # trip: a completion posted while the loop was in write(2) (COOP_TASKRUN runs the
+    # ring's pending work on the way out of any syscall) is reaped without entering.
+    assert uring.get("io_uring_enter", 0) >= 1, report
     assert epoll_waits(uring) < 0.1 * n, report
     # ... and the bytes come with the completions: the data path makes (almost) no read(2).
     data_path_reads = uring.get("read", 0) - (epoll.get("read", 0) - n)  # minus start-up's reads
