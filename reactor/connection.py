@@ -132,6 +132,28 @@ _timer_when = TimerQueue.when
 _NO_INBOUND = RingBuffer()
 
 
+class _NoOutbound(ListBuffer):
+    """The type of ``_NO_OUTBOUND``: a ListBuffer that is always empty and refuses to grow."""
+
+    __slots__ = ()
+
+    def push(self, data: bytes | bytearray | memoryview) -> None:
+        raise AssertionError("queued into the shared empty outbound buffer")
+
+    def push_view(self, data: bytes, offset: int) -> None:
+        raise AssertionError("queued into the shared empty outbound buffer")
+
+
+# The outbound queue of every connection that never had to queue output: most
+# write everything straight through, and a ListBuffer per connection was ~48
+# bytes of an idle connection's memory. Its _len is always 0, so the hot
+# path's ``c._outbound._len`` stays a plain attribute read; the places that
+# queue (queue_unwritten, _writev's remainder, the TLS close alert) give it its own
+# first, and every other push is behind an ``_outbound._len`` check. Once a
+# connection has its own it keeps it (no churn); close puts the shared one back.
+_NO_OUTBOUND: ListBuffer = _NoOutbound()
+
+
 def _not_on_loop(name: str) -> RuntimeError:
     return RuntimeError(
         f"Conn.{name}() must be called on the connection's event-loop thread (inside its "
@@ -186,7 +208,7 @@ class Conn:
         self._buffer: memoryview = _EMPTY
         self._boff = 0  # where _buffer starts inside the loop's read buffer
         self._inbound = _NO_INBOUND  # a ring of its own only once bytes are left over
-        self._outbound = ListBuffer()
+        self._outbound = _NO_OUTBOUND  # a queue of its own only once output is left over
         self._opened = False
         self._interest = 0  # the epoll mask this fd is registered with right now
         self._paused = False  # reading paused: outbound above write_buffer_cap
@@ -471,6 +493,8 @@ class Conn:
                     return
                 n = 0
             # Queue whatever the kernel did not take, from the split point on.
+            if outbound is _NO_OUTBOUND and n < sum(map(len, packets)):
+                outbound = self._outbound = ListBuffer()
             for p in packets:
                 if n >= len(p):
                     n -= len(p)
@@ -617,7 +641,10 @@ class Conn:
             n = 0
         else:
             self._active = self._loop.timers.now  # output progress: not idle
-        self._outbound.push_view(packet, n)
+        outbound = self._outbound
+        if outbound is _NO_OUTBOUND:
+            outbound = self._outbound = ListBuffer()
+        outbound.push_view(packet, n)
         self.update_interest()
 
     def flush_some(self, max_bytes: int) -> int:
@@ -721,6 +748,8 @@ class Conn:
             # close_notify if the session is open and none was sent yet.
             tls.close_notify()
             if tls.pending_output():
+                if self._outbound is _NO_OUTBOUND:
+                    self._outbound = ListBuffer()
                 self._outbound.push(tls.take_output())
         if self._idle_timer is not None or self._deadline_timer is not None:
             timers = self._loop.timers
@@ -757,7 +786,7 @@ class Conn:
         if self._inbound is not _NO_INBOUND:
             self._inbound.release()  # at once, even if the user keeps the Conn object
         self._inbound = _NO_INBOUND
-        self._outbound.reset()
+        self._outbound = _NO_OUTBOUND  # drops the queue
         self._buffer = _EMPTY
         self._ctx = None
         if self._tls is not None:
@@ -868,7 +897,7 @@ class Conn:
         self._error = err
         self._draining = True
         self._paused = True
-        self._outbound.reset()
+        self._outbound = _NO_OUTBOUND  # drops the queue
         self._inbound.reset()
         self._buffer = _EMPTY
         loop = self._loop
