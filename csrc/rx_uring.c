@@ -57,6 +57,7 @@ struct rxu_fd {
     uint8_t armed;     /* 1 << kind for each request in flight */
     uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
     uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
+    uint8_t starved;   /* its last recv found no free buffer (ENOBUFS): re-armed within a budget */
     uint8_t held_end;  /* the held results end with held_res: 0 EOF, < 0 -errno */
     int32_t held_res;
     int32_t ev;        /* index of this fd's unread recv event in the batch, or RXU_NO_EVENT */
@@ -404,6 +405,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
         if (f->want & RXU_REG)
             return errno = EEXIST, -1;
         f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM)));
+        f->starved = 0;
     } else {
         if (!(f->want & RXU_REG))
             return errno = ENOENT, -1;
@@ -509,6 +511,12 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
     rxu_retire_batch(r);
     /* Arm, or deliver what was held while read interest was off. */
     int keep = 0;
+    /* Recvs that failed for want of a buffer are re-armed at most nbufs per
+     * round: when thousands of connections become readable at once (a
+     * broadcast, the 10,000-connection echo), only nbufs of their recvs can
+     * complete per round anyway, and re-arming all of them every round
+     * would cost O(connections) failed recvs per round, O(n^2) in all. */
+    unsigned starved_budget = r->nbufs;
     for (int k = 0; k < r->ndirty; k++) {
         int fd = r->dirty[k];
         struct rxu_fd *f = &r->fds[fd];
@@ -527,9 +535,17 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         }
         if (want & RXU_READ) {
             int kind = (want & RXU_STREAM) ? RXU_RECV : RXU_POLLIN;
-            if (!(f->armed & (1u << kind)) && rxu_arm(r, fd, kind) < 0) {
-                r->dirty[keep++] = fd;
-                continue;
+            if (!(f->armed & (1u << kind))) {
+                if (f->starved && starved_budget == 0) {
+                    r->dirty[keep++] = fd;  /* its turn comes in a later round */
+                    continue;
+                }
+                if (rxu_arm(r, fd, kind) < 0) {
+                    r->dirty[keep++] = fd;
+                    continue;
+                }
+                if (f->starved)
+                    starved_budget--;
             }
         }
         f->dirty = 0;
@@ -584,8 +600,13 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
             /* The recv has ended (single-shot): re-armed next round if still wanted. */
             f->armed &= (uint8_t)~(1u << kind);
             rxu_mark_dirty(r, fd);
-            if (res == -ENOBUFS || res == -ECANCELED)
-                continue;  /* no buffer free (re-armed next round), or cancelled */
+            if (res == -ENOBUFS) {
+                f->starved = 1;  /* re-armed in a later round, within that round's budget */
+                continue;
+            }
+            f->starved = 0;
+            if (res == -ECANCELED)
+                continue;
             if (!(f->want & RXU_READ) || f->held || f->ev != RXU_NO_EVENT) {
                 /* Read interest is off (a back-pressure pause: bytes stay
                  * out of the connection, as with epoll, where they would
