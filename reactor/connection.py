@@ -54,8 +54,8 @@ order they were written, whichever path (react, write, async_write) wrote them.
 Bounded by construction (issue 17). What other threads can make a
 connection hold is counted and capped here:
 
-* ``async_write`` bytes are counted when queued (``_async_pending``, under
-  the loop's ``async_lock``), before they reach the outbound buffer;
+* ``async_write`` bytes are counted when queued (``_Rare.async_pending``,
+  under the loop's ``async_lock``), before they reach the outbound buffer;
   ``async_write`` returns False above ``write_buffer_cap`` and refuses past
   ``async_write_limit``; ``wait_writable`` blocks a producer thread until
   the output has drained to half the cap.
@@ -63,7 +63,7 @@ connection hold is counted and capped here:
   that finds the connection paused (its peer is not reading) is held, like
   the frames held back, until the pause ends.
 * ``set_deadline`` and ``idle_timeout`` keep at most one live timer entry
-  each (``_deadline_timer``, ``_idle_timer``); a deadline moved later
+  each (``_Rare.deadline_timer``, ``_idle_timer``); a deadline moved later
   re-arms lazily when its entry fires, and ``mark_closed`` cancels both, so
   a closed connection is not kept alive by the loop's timer heap.
 """
@@ -117,7 +117,7 @@ _EINTR = errno.EINTR
 
 _SAFE = "async_write(), async_writev(), wake(), close(), set_deadline() and wait_writable()"
 
-# Conn._wake_state: no wake pending; a wake task is queued; a wake found the
+# _Rare.wake_state: no wake pending; a wake task is queued; a wake found the
 # connection paused and waits for the pause to end (no task queued).
 _WAKE_IDLE = 0
 _WAKE_QUEUED = 1
@@ -154,6 +154,40 @@ class _NoOutbound(ListBuffer):
 _NO_OUTBOUND: ListBuffer = _NoOutbound()
 
 
+class _Rare:
+    """A connection's rarely used fields, in one object made the first time one of them is set.
+
+    The thread-safe methods' state (``set_deadline``, ``wake``, ``close``,
+    ``async_write``'s count, ``wait_writable``'s waiters): most connections
+    never use any of it, and its seven slots on every ``Conn`` (six net of
+    ``_rare``) were 48 bytes of an idle connection's memory (CPython
+    allocates in 16-byte steps: 240 -> 192 B). A connection that uses any
+    of it pays 96 B for this object, 48 B more than before.
+    ``Conn._rare`` is None until ``Conn._get_rare`` makes it, once,
+    under the loop's ``async_lock`` (any thread may be first); it is kept
+    for the connection's life, so every later store lands in the same object.
+    """
+
+    __slots__ = (
+        "deadline",
+        "deadline_timer",
+        "deadline_queued",
+        "wake_state",
+        "close_queued",
+        "async_pending",
+        "waiters",
+    )
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None  # set_deadline(): close at this loop-clock time (any thread stores it)
+        self.deadline_timer: Timer | None = None  # the live heap entry for deadline (loop only)
+        self.deadline_queued = False  # a cross-thread set_deadline task is queued (one at a time)
+        self.wake_state = _WAKE_IDLE  # wake() calls merge while one is queued or held
+        self.close_queued = False  # close() calls merge into the one close task queued
+        self.async_pending = 0  # async_write bytes queued, not yet written (under loop.async_lock)
+        self.waiters = 0  # threads in wait_writable() (under loop.async_lock)
+
+
 def _not_on_loop(name: str) -> RuntimeError:
     return RuntimeError(
         f"Conn.{name}() must be called on the connection's event-loop thread (inside its "
@@ -184,14 +218,8 @@ class Conn:
         "_paused",
         "_draining",
         "_active",
-        "_deadline",
-        "_deadline_timer",
-        "_deadline_queued",
         "_idle_timer",
-        "_wake_state",
-        "_close_queued",
-        "_async_pending",
-        "_waiters",
+        "_rare",
         "_edge",
         "_error",
         "_tls",
@@ -216,14 +244,8 @@ class Conn:
         # read nothing more, close once the outbound buffer has drained.
         self._draining = False
         self._active = 0.0  # loop clock of the last frame or output progress (idle_timeout)
-        self._deadline: float | None = None  # set_deadline(): close at this loop-clock time (any thread stores it)
-        self._deadline_timer: Timer | None = None  # the live heap entry for _deadline (loop only)
-        self._deadline_queued = False  # a cross-thread set_deadline task is queued (one at a time)
         self._idle_timer: Timer | None = None  # the live heap entry for idle_timeout (loop only)
-        self._wake_state = _WAKE_IDLE  # wake() calls merge while one is queued or held
-        self._close_queued = False  # close() calls merge into the one close task queued
-        self._async_pending = 0  # async_write bytes queued, not yet written (under loop.async_lock)
-        self._waiters = 0  # threads in wait_writable() (under loop.async_lock)
+        self._rare: _Rare | None = None  # deadline, wake, close, async_write state: made on first use
         self._edge = False  # registered edge-triggered: the interest never changes
         self._error: OSError | None = None  # a write failed for good; the loop is closing us
         self._tls: TLSSession | None = None  # TLS: the session every byte in and out goes through
@@ -231,6 +253,28 @@ class Conn:
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
         return f"<Conn fd={self.fd} {state} local={self._local_addr!r} remote={self._remote_addr!r}>"
+
+    def _get_rare(self) -> _Rare:
+        """The connection's ``_Rare``, made on first use: race-free, from any thread.
+
+        Check, lock, check again: two threads making one each would lose the
+        stores made into the one overwritten. Never call it holding the
+        loop's ``async_lock`` (not reentrant): the callers under that lock
+        get it before they take the lock.
+        """
+        rare = self._rare
+        if rare is None:
+            with self._loop.async_lock:
+                rare = self._rare
+                if rare is None:
+                    rare = self._rare = _Rare()
+        return rare
+
+    @property
+    def _async_pending(self) -> int:
+        """``async_write`` bytes queued, not yet written (read-only; tests and debugging)."""
+        rare = self._rare
+        return 0 if rare is None else rare.async_pending
 
     # --- attributes safe from any thread -------------------------------------------------
     @property
@@ -659,7 +703,8 @@ class Conn:
         if n > 0:
             outbound.discard(n)
             self._active = self._loop.timers.now  # the peer is taking our output: not idle
-            if self._waiters:
+            rare = self._rare
+            if rare is not None and rare.waiters:
                 self._notify_writers()
         return n
 
@@ -751,16 +796,16 @@ class Conn:
                 if self._outbound is _NO_OUTBOUND:
                     self._outbound = ListBuffer()
                 self._outbound.push(tls.take_output())
-        if self._idle_timer is not None or self._deadline_timer is not None:
-            timers = self._loop.timers
-            if self._idle_timer is not None:
-                timers.cancel(self._idle_timer)
-                self._idle_timer = None
-            if self._deadline_timer is not None:
-                timers.cancel(self._deadline_timer)
-                self._deadline_timer = None
-        if self._waiters:
-            self._notify_writers()
+        if self._idle_timer is not None:
+            self._loop.timers.cancel(self._idle_timer)
+            self._idle_timer = None
+        rare = self._rare
+        if rare is not None:
+            if rare.deadline_timer is not None:
+                self._loop.timers.cancel(rare.deadline_timer)
+                rare.deadline_timer = None
+            if rare.waiters:
+                self._notify_writers()
         return True
 
     def flush_residual(self) -> str | None:
@@ -794,7 +839,8 @@ class Conn:
 
     def deadline(self) -> float | None:
         """The loop-clock time ``set_deadline`` armed, or None."""
-        return self._deadline
+        rare = self._rare
+        return None if rare is None else rare.deadline
 
     def arm_idle(self, due: float) -> None:
         """Arm the ``idle_timeout`` check at loop time ``due`` (at open, and when it fires with activity since).
@@ -806,7 +852,7 @@ class Conn:
         self._idle_timer = loop.timers.schedule(due, loop.check_idle, self)
 
     def arm_deadline(self) -> None:
-        """On the loop: make sure a timer entry fires no later than ``_deadline``.
+        """On the loop: make sure a timer entry fires no later than the deadline.
 
         A deadline moved later needs nothing: the armed entry fires first and
         re-arms itself at the new time (``deadline_fired``). Only a deadline
@@ -814,20 +860,23 @@ class Conn:
         cancelled), so a connection never has more than one live entry,
         however often ``set_deadline`` is called.
         """
-        deadline = self._deadline
+        rare = self._rare
+        if rare is None:
+            return  # no deadline was ever set
+        deadline = rare.deadline
         if deadline is None or not self._opened:
             return  # a cleared deadline: the armed entry (if any) drops itself when it fires
-        timer = self._deadline_timer
+        timer = rare.deadline_timer
         timers = self._loop.timers
         if timer is not None:
             if _timer_when(timer) <= deadline:
                 return
             timers.cancel(timer)
-        self._deadline_timer = timers.schedule(deadline, self._loop.check_deadline, self)
+        rare.deadline_timer = timers.schedule(deadline, self._loop.check_deadline, self)
 
     def _arm_queued_deadline(self) -> None:
         """The task a cross-thread ``set_deadline`` queued: clear the flag, then arm the latest deadline."""
-        self._deadline_queued = False  # first: a call after this point queues a new task
+        self._get_rare().deadline_queued = False  # first: a call after this point queues a new task
         self.arm_deadline()
 
     def deadline_fired(self, now: float) -> bool:
@@ -836,17 +885,18 @@ class Conn:
         Otherwise the deadline was moved later (re-armed there) or cleared
         (nothing more to do).
         """
-        # Forget the entry *before* reading _deadline: a set_deadline on
-        # another thread stores _deadline and then looks at _deadline_timer;
+        # Forget the entry *before* reading the deadline: a set_deadline on
+        # another thread stores the deadline and then looks at the entry;
         # if it still saw this entry, the read below sees its deadline.
-        self._deadline_timer = None
-        deadline = self._deadline
+        rare = self._get_rare()  # made already: an entry was armed
+        rare.deadline_timer = None
+        deadline = rare.deadline
         if deadline is None or not self._opened:
             return False
         if deadline <= now:
             return True
         loop = self._loop
-        self._deadline_timer = loop.timers.schedule(deadline, loop.check_deadline, self)
+        rare.deadline_timer = loop.timers.schedule(deadline, loop.check_deadline, self)
         return False
 
     def begin_wake(self) -> bool:
@@ -856,32 +906,36 @@ class Conn:
         grow its output without bound (a tick-driven push to a peer that
         never reads). The wake is held, as frames are, until the pause ends.
         """
+        rare = self._get_rare()  # made already: a wake was queued
         if self._paused:
-            self._wake_state = _WAKE_HELD
+            rare.wake_state = _WAKE_HELD
             return False
-        self._wake_state = _WAKE_IDLE
+        rare.wake_state = _WAKE_IDLE
         return True
 
     def take_held_wake(self) -> bool:
         """A pause ended: True when a wake was held during it (the loop queues it again)."""
-        if self._wake_state != _WAKE_HELD:
+        rare = self._rare
+        if rare is None or rare.wake_state != _WAKE_HELD:
             return False
-        self._wake_state = _WAKE_QUEUED
+        rare.wake_state = _WAKE_QUEUED
         return True
 
     def async_done(self, n: int) -> None:
         """An ``async_write`` task of ``n`` bytes has run (or was dropped): they are no longer queued."""
         loop = self._loop
+        rare = self._get_rare()  # made already by _reserve; fetched before taking the lock
         with loop.async_lock:
-            self._async_pending -= n
-            if self._waiters and self._async_pending + self._outbound._len <= loop.low_water:
+            rare.async_pending -= n
+            if rare.waiters and rare.async_pending + self._outbound._len <= loop.low_water:
                 loop.async_ready.notify_all()
 
     def _notify_writers(self) -> None:
         """Wake ``wait_writable`` callers if the output has drained to the low-water mark or we are closed."""
         loop = self._loop
+        rare = self._get_rare()  # made already: there are waiters; fetched before taking the lock
         with loop.async_lock:
-            if not self._opened or self._async_pending + self._outbound._len <= loop.low_water:
+            if not self._opened or rare.async_pending + self._outbound._len <= loop.low_water:
                 loop.async_ready.notify_all()
 
     def _fail(self, err: OSError) -> None:
@@ -941,7 +995,7 @@ class Conn:
         closes. A ``set_deadline`` made meanwhile (a client dialing from a
         callback) replaces it, and then outlives the handshake.
         """
-        self._deadline = due
+        self._get_rare().deadline = due
         self.arm_deadline()
         tls = self._tls
         if tls is None:
@@ -975,12 +1029,14 @@ class Conn:
     def tls_opened(self) -> None:
         """The handshake has completed: cancel its timer, and encrypt what was written before it ended."""
         tls = self._tls
-        if tls is not None and self._deadline == tls.handshake_due:  # not a set_deadline made meanwhile
-            self._deadline = None
-            timer = self._deadline_timer
+        rare = self._rare
+        # Cleared unless a set_deadline was made meanwhile:
+        if tls is not None and rare is not None and rare.deadline == tls.handshake_due:
+            rare.deadline = None
+            timer = rare.deadline_timer
             if timer is not None:
                 self._loop.timers.cancel(timer)
-                self._deadline_timer = None
+                rare.deadline_timer = None
         if tls is not None and tls.early:
             early, tls.early = tls.early, []
             for packet in early:
@@ -1135,8 +1191,9 @@ class Conn:
     def _reserve(self, n: int) -> bool:
         """Count ``n`` more queued bytes, or refuse them past the limit; True while within ``write_buffer_cap``."""
         loop = self._loop
+        rare = self._get_rare()  # before taking the lock: _get_rare may take it
         with loop.async_lock:
-            pending = self._async_pending + self._outbound._len
+            pending = rare.async_pending + self._outbound._len
             limit = loop.async_limit
             if limit and pending and pending + n > limit:
                 raise WriteBufferFullError(
@@ -1144,7 +1201,7 @@ class Conn:
                     f"and async_write_limit is {limit}; when async_write() returns False, stop and "
                     f"wait_writable() before writing more"
                 )
-            self._async_pending += n
+            rare.async_pending += n
         cap = loop.write_cap
         return not cap or pending + n <= cap
 
@@ -1168,13 +1225,14 @@ class Conn:
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         ready = loop.async_ready
+        rare = self._get_rare()  # before taking the lock: _get_rare may take it
         with ready:
-            self._waiters += 1
+            rare.waiters += 1
             try:
                 while True:
                     if not self._opened:
                         return False
-                    if self._async_pending + self._outbound._len <= loop.low_water:
+                    if rare.async_pending + self._outbound._len <= loop.low_water:
                         return True
                     if deadline is None:
                         ready.wait()
@@ -1184,7 +1242,7 @@ class Conn:
                             return False
                         ready.wait(remaining)
             finally:
-                self._waiters -= 1
+                rare.waiters -= 1
 
     def wake(self) -> None:
         """Call ``react(None, c)`` on the loop soon, from any thread (gnet: ``Wake``, urgent priority).
@@ -1197,9 +1255,12 @@ class Conn:
         empty); and while the connection is paused by ``write_buffer_cap``
         the wake is held until its peer reads again.
         """
-        if self._wake_state != _WAKE_IDLE:
+        rare = self._rare
+        if rare is None:
+            rare = self._get_rare()
+        if rare.wake_state != _WAKE_IDLE:
             return  # merged into the wake already queued (or held)
-        self._wake_state = _WAKE_QUEUED
+        rare.wake_state = _WAKE_QUEUED
         loop = self._loop
         try:
             if _get_ident() == loop.tid:
@@ -1207,7 +1268,7 @@ class Conn:
             else:
                 loop.poller.urgent_trigger(loop.wake, self)
         except BaseException:
-            self._wake_state = _WAKE_IDLE
+            rare.wake_state = _WAKE_IDLE
             raise
 
     def set_deadline(self, seconds: float | None) -> None:
@@ -1228,24 +1289,29 @@ class Conn:
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
                 raise ValueError(f"set_deadline() takes seconds >= 0 or None, got {seconds!r}")
         deadline = None if seconds is None else time.monotonic() + seconds
+        rare = self._rare
+        if rare is None:
+            if deadline is None:
+                return  # no deadline was ever set: nothing to clear
+            rare = self._get_rare()
         # One store, atomic under the GIL: the latest call wins, from whichever thread.
-        self._deadline = deadline
+        rare.deadline = deadline
         if deadline is None:
             return  # the armed entry, if any, finds None when it fires and drops itself
         loop = self._loop
         if _get_ident() == loop.tid:
             self.arm_deadline()
             return
-        timer = self._deadline_timer  # read *after* the store: see deadline_fired
+        timer = rare.deadline_timer  # read *after* the store: see deadline_fired
         if timer is not None and _timer_when(timer) <= deadline:
             return  # moved later: the armed entry re-arms itself when it fires
-        if self._deadline_queued:
-            return  # the queued task reads _deadline when it runs: it will see this one
-        self._deadline_queued = True
+        if rare.deadline_queued:
+            return  # the queued task reads the deadline when it runs: it will see this one
+        rare.deadline_queued = True
         try:
             loop.poller.urgent_trigger(self._arm_queued_deadline)
         except BaseException:
-            self._deadline_queued = False
+            rare.deadline_queued = False
             raise
 
     def close(self) -> None:
@@ -1255,14 +1321,17 @@ class Conn:
         blocking. Calls made while a close is already queued are merged into
         it, so a thread calling ``close`` in a loop queues one task.
         """
-        if self._close_queued:
+        rare = self._rare
+        if rare is None:
+            rare = self._get_rare()
+        if rare.close_queued:
             return
-        self._close_queued = True
+        rare.close_queued = True
         loop = self._loop
         try:
             loop.poller.trigger(loop.close_conn, self, None)
         except BaseException:
-            self._close_queued = False
+            rare.close_queued = False
             raise
 
 
