@@ -50,6 +50,8 @@
 #define RXU_REG 8
 
 #define RXU_NO_EVENT (-1)
+/* The fd field of the user_data of rxu_kick's cancel (no real fd is this large). */
+#define RXU_KICK_FD 0x3fffffff
 
 struct rxu_fd {
     uint32_t gen;
@@ -81,6 +83,8 @@ struct rx_uring {
     void *sq_ring, *cq_ring;
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     unsigned sq_local;      /* our tail: SQEs filled, published at submit */
+    int kick_pending;       /* a cancel of every recv (see rxu_kick) is on its way */
+    int ran_dry;            /* the buffer ring ran dry since the last kick */
     unsigned to_submit;
     /* the provided-buffer ring (group 0) */
     struct io_uring_buf_ring *br;
@@ -502,6 +506,34 @@ static int rxu_emit(struct rx_uring *r, int *fds, uint32_t *masks, int fd, uint3
  * copy up to max events into fds/masks (rx_epoll_wait's contract; `unused`
  * keeps its signature so the poller's loop calls either the same way).
  * Returns the event count, or -1 with errno set. */
+/* Cancel every recv in flight; they come back -ECANCELED and are re-armed
+ * as starved ones, within the per-round budget.
+ *
+ * Why: a recv parked waiting for bytes (the kernel's internal poll) that
+ * is woken when they arrive but finds the buffer ring empty goes back to
+ * waiting, without a completion (seen on 6.18: bench conns-10k hung with
+ * 406 sockets holding unread bytes and their recvs parked). No new bytes
+ * will come on such a connection (the peer waits for our answer), so only
+ * re-submitting its recv gets it going. The ring ran dry when a round
+ * reaped a completion of every buffer, or a recv failed with ENOBUFS; the
+ * kick is sent when the loop is about to sleep after that (while it is
+ * busy, bytes keep arriving and completions keep it going), so there is
+ * at most one per idle moment after a starved burst. */
+static void rxu_kick(struct rx_uring *r)
+{
+    if (r->kick_pending)
+        return;
+    struct io_uring_sqe *sqe = rxu_sqe(r);
+    if (!sqe)
+        return;  /* the ring is full: the next starved round tries again */
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->len = IORING_OP_RECV;  /* the opcode to match (IORING_ASYNC_CANCEL_OP, 6.6+) */
+    sqe->cancel_flags = IORING_ASYNC_CANCEL_OP | IORING_ASYNC_CANCEL_ALL;
+    sqe->user_data = rxu_ud(RXU_CANCEL, RXU_KICK_FD, 0);
+    r->kick_pending = 1;
+}
+
 int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *fds, uint32_t *masks)
 {
     (void)unused;
@@ -517,6 +549,7 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
      * complete per round anyway, and re-arming all of them every round
      * would cost O(connections) failed recvs per round, O(n^2) in all. */
     unsigned starved_budget = r->nbufs;
+    int deferred = 0;
     for (int k = 0; k < r->ndirty; k++) {
         int fd = r->dirty[k];
         struct rxu_fd *f = &r->fds[fd];
@@ -538,6 +571,7 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
             if (!(f->armed & (1u << kind))) {
                 if (f->starved && starved_budget == 0) {
                     r->dirty[keep++] = fd;  /* its turn comes in a later round */
+                    deferred++;
                     continue;
                 }
                 if (rxu_arm(r, fd, kind) < 0) {
@@ -553,8 +587,14 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
     r->ndirty = keep;
     int n_held = r->nev;
     /* Wait only if nothing is ready to report already. */
-    int wait = timeout != 0 && n_held == 0 && __atomic_load_n(r->cq_head, __ATOMIC_RELAXED) ==
+    /* Not while starved recvs wait for their turn: they may be all that
+     * can make progress (the armed ones may be parked on idle sockets). */
+    int wait = timeout != 0 && n_held == 0 && deferred == 0 && __atomic_load_n(r->cq_head, __ATOMIC_RELAXED) ==
                                                  __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    if (wait && r->ran_dry && !r->kick_pending) {
+        rxu_kick(r);  /* its completions wake this wait */
+        r->ran_dry = 0;
+    }
     int pending_work = (__atomic_load_n(r->sq_flags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN) != 0;
     if (r->to_submit || wait || pending_work) {
         struct __kernel_timespec ts;
@@ -577,6 +617,7 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
             return errno = -err, -1;
     }
     /* Reap. */
+    unsigned bufs_seen = 0, starved_seen = 0;
     unsigned head = *r->cq_head;
     unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     unsigned mask = *r->cq_mask;
@@ -590,6 +631,12 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         int res = cqe->res;
+        if (kind == RXU_CANCEL && fd == RXU_KICK_FD) {
+            r->kick_pending = 0;
+            continue;
+        }
+        if (has_buf)
+            bufs_seen++;
         if (kind == RXU_CANCEL || fd >= r->nfds || r->fds[fd].gen != gen) {
             if (has_buf)
                 rxu_recycle(r, bid);  /* a stale recv's bytes: its fd is closed */
@@ -600,13 +647,14 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
             /* The recv has ended (single-shot): re-armed next round if still wanted. */
             f->armed &= (uint8_t)~(1u << kind);
             rxu_mark_dirty(r, fd);
-            if (res == -ENOBUFS) {
-                f->starved = 1;  /* re-armed in a later round, within that round's budget */
+            if (res == -ENOBUFS || res == -ECANCELED) {
+                /* No buffer was free, or rxu_kick's cancel: re-armed in a
+                 * later round, within that round's budget. */
+                f->starved = 1;
+                starved_seen += res == -ENOBUFS;
                 continue;
             }
             f->starved = 0;
-            if (res == -ECANCELED)
-                continue;
             if (!(f->want & RXU_READ) || f->held || f->ev != RXU_NO_EVENT) {
                 /* Read interest is off (a back-pressure pause: bytes stay
                  * out of the connection, as with epoll, where they would
@@ -635,6 +683,8 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         }
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+    if (starved_seen || bufs_seen >= r->nbufs)
+        r->ran_dry = 1;  /* parked recvs may be stuck: kick them before sleeping */
     return r->nev;
 }
 
