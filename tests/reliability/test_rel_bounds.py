@@ -357,8 +357,12 @@ def test_react_waking_itself_does_not_starve_the_loop(start_server: Any, socks: 
         # Not 100 ms: the self-waking connection really keeps its loop busy
         # (the user asked for that), and this test's client shares the GIL
         # with that busy thread, waiting up to a switch interval per socket
-        # call. Starved, the neighbour would wait for the valve (3 s).
-        assert waited < 1.0, f"the neighbour waited {waited * 1000:.0f} ms behind a self-waking connection"
+        # call. Starved, the neighbour would wait for the valve (3 s). The
+        # bound sits between the two: 1 s was met by 0.1-0.9 s waits but once
+        # missed with 1.34 s on this 2-core VM under steal (CI, 2026-12-07).
+        assert waited < SPIN_VALVE * 2 / 3, (
+            f"the neighbour waited {waited * 1000:.0f} ms behind a self-waking connection"
+        )
 
 
 class WakePusher(Recorder):
