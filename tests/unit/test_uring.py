@@ -45,6 +45,7 @@ from netsupport import (
     children_of,
     connect_nodelay,
     free_port,
+    process_with_stderr,
     read_until_closed,
     recv_exact,
     wait_for,
@@ -341,12 +342,11 @@ def test_example_cli_exits_2_with_one_error_line_where_seccomp_blocks_io_uring(r
 def test_example_cli_backend_auto_serves_where_seccomp_blocks_io_uring(reactor_backend: str) -> None:
     run_once(reactor_backend)
     port = free_port()
-    proc = subprocess.Popen(
+    with process_with_stderr(
         [sys.executable, str(SECCOMP_HELPER), "-m", "reactor.examples.echo", "--host", "127.0.0.1",
          "--port", str(port), "--backend", "auto"],
-        stderr=subprocess.PIPE, text=True, cwd=HERE,
-    )
-    try:
+        text=True, cwd=HERE,
+    ) as proc:
         assert proc.stderr is not None
         first = proc.stderr.readline()  # the listening line, or the helper's reason for exiting 77
         if "listening" not in first:
@@ -357,12 +357,6 @@ def test_example_cli_backend_auto_serves_where_seccomp_blocks_io_uring(reactor_b
         echo_check(("127.0.0.1", port), b"served on epoll, since io_uring is blocked")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(SUBPROCESS_TIMEOUT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 # --- 3. the data path is io_uring: system calls counted by strace -----------------------------------
@@ -402,12 +396,11 @@ def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -
     """Run the echo example under ``strace -f -c``, do ``round_trips`` 64-byte echoes, stop it: the call counts."""
     port = free_port()
     summary = tmp_path / f"strace-{backend}.txt"
-    proc = subprocess.Popen(
+    with process_with_stderr(
         ["strace", "-f", "-c", "-o", str(summary), sys.executable, "-m", "reactor.examples.echo",
          "--host", "127.0.0.1", "--port", str(port), "--backend", backend, "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
+        stdout=subprocess.DEVNULL,
+    ) as proc:
         sock = None
         deadline = time.monotonic() + 30
         while sock is None:
@@ -428,12 +421,6 @@ def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -
         os.kill(kids[0], signal.SIGINT)
         rc = proc.wait(SUBPROCESS_TIMEOUT)
         assert rc == 0, f"echo under strace exited {rc}: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
     calls = parse_strace_summary(summary.read_text())
     assert calls.get("write", 0) + calls.get("writev", 0) + calls.get("sendmsg", 0) >= round_trips, calls
     return calls
