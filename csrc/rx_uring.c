@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "rx_uring.h"
 /* ---- io_uring: the ring, driven from Python once per loop iteration ----------------------------
  *
  * Why in C: a loop iteration may arm dozens of requests and reap as many
@@ -27,7 +30,17 @@
  * get a one-shot IORING_OP_POLL_ADD, re-armed after each report: level-
  * triggered, like the epoll backend.
  *
- * user_data: kind in bits 0-1, fd in bits 2-31, the fd's generation in the
+ * Writes too go through the ring on a stream socket: rx_uring_send copies
+ * the bytes into the connection's send buffer (write(2)'s contract: it
+ * returns how many it took), and the next rx_uring_wait submits an
+ * IORING_OP_SEND for them with the round's other requests, in the same
+ * io_uring_enter that waits. Most sends complete inside that enter; one
+ * that finds the socket buffer full waits in the kernel for room, and
+ * meanwhile rx_uring_send takes nothing more (EAGAIN), so the connection
+ * queues its output and asks for write interest, as on epoll. For a ring
+ * connection, "writable" is reported when no send is in flight.
+ *
+ * user_data: kind in bits 0-2, fd in bits 3-31, the fd's generation in the
  * high 32 bits. A generation is bumped when an fd is deleted, so a completion
  * that arrives after its fd was closed (and perhaps reused by a new
  * connection) is recognised as stale and dropped, never misattributed. */
@@ -43,15 +56,36 @@
 #define RXU_RECV 1
 #define RXU_POLLIN 2
 #define RXU_POLLOUT 3
+#define RXU_SEND 4
+#define RXU_KIND_MASK 7
+#define RXU_FD_SHIFT 3
 
-#define RXU_READ 1
-#define RXU_WRITE 2
-#define RXU_STREAM 4
+/* RXU_READ, RXU_WRITE, RXU_STREAM: rx_uring.h; and, inside want only: */
 #define RXU_REG 8
+
+/* What rx_uring_send takes per connection before the kernel has it (the
+ * loop's per-round flush, MAX_BYTES_TO_WRITE_PER_LOOP). Beyond it, and while
+ * a send is in flight, output waits in the Conn's queue, where back-pressure
+ * (write_buffer_cap, async_write's result) counts it: so this is all that a
+ * connection holds on io_uring and not on epoll, as if its socket buffer were
+ * that much larger. */
+#define RXU_SEND_CAP (64 * 1024)
 
 #define RXU_NO_EVENT (-1)
 /* The fd field of the user_data of rxu_kick's cancel (no real fd is this large). */
-#define RXU_KICK_FD 0x3fffffff
+#define RXU_KICK_FD 0x1fffffff
+
+/* What an fd needs only now and then (held results, output on its way):
+ * made on first use and freed when idle, so that an idle connection costs
+ * the ring 24 bytes. */
+struct rxu_aux {
+    char *held_data;   /* held bytes: held_data[held_off:held_len] */
+    size_t held_off, held_len, held_cap;
+    int32_t held_res;  /* how the held results end (held_end): 0 EOF, < 0 -errno */
+    int32_t s_err;     /* a send failed with -s_err: every later rx_uring_send reports it */
+    char *s_data;      /* output taken by rx_uring_send: s_data[s_off:s_len]; in flight while RXU_SEND is armed */
+    uint32_t s_off, s_len, s_cap;
+};
 
 struct rxu_fd {
     uint32_t gen;
@@ -60,11 +94,17 @@ struct rxu_fd {
     uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
     uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
     uint8_t starved;   /* its last recv found no free buffer (ENOBUFS): re-armed within a budget */
-    uint8_t held_end;  /* the held results end with held_res: 0 EOF, < 0 -errno */
-    int32_t held_res;
+    uint8_t held_end;  /* the held results end (aux->held_res) */
     int32_t ev;        /* index of this fd's unread recv event in the batch, or RXU_NO_EVENT */
-    char *held_data;   /* held bytes: held_data[held_off:held_len] */
-    size_t held_off, held_len, held_cap;
+    struct rxu_aux *aux;
+};
+
+/* A send buffer whose fd was deleted while its send was in flight: freed
+ * when that send's completion (or cancellation) arrives, never before,
+ * since the kernel may still be reading it. */
+struct rxu_grave {
+    uint64_t ud;
+    char *data;
 };
 
 /* What kind of data an event carries for rx_uring_read. */
@@ -103,6 +143,8 @@ struct rx_uring {
     uint32_t *ev_gen;
     uint16_t *ev_bid;
     uint8_t *ev_kind;
+    struct rxu_grave *graves;
+    int ngraves, graves_cap;
 };
 
 static int rxu_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
@@ -192,7 +234,24 @@ static struct io_uring_sqe *rxu_sqe(struct rx_uring *r)
 
 static uint64_t rxu_ud(int kind, int fd, uint32_t gen)
 {
-    return ((uint64_t)gen << 32) | ((uint64_t)(uint32_t)fd << 2) | (uint64_t)kind;
+    return ((uint64_t)gen << 32) | ((uint64_t)(uint32_t)fd << RXU_FD_SHIFT) | (uint64_t)kind;
+}
+
+static struct rxu_aux *rxu_aux(struct rxu_fd *f)
+{
+    if (!f->aux)
+        f->aux = calloc(1, sizeof *f->aux);
+    return f->aux;
+}
+
+/* Free the aux of an fd that needs it no more. */
+static void rxu_aux_trim(struct rxu_fd *f)
+{
+    struct rxu_aux *a = f->aux;
+    if (a && !f->held && !a->s_data && !a->s_err) {
+        free(a);
+        f->aux = NULL;
+    }
 }
 
 static int rxu_arm(struct rx_uring *r, int fd, int kind)
@@ -213,6 +272,16 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
         sqe->flags = IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
         sqe->len = (uint32_t)r->bufsize;
+    } else if (kind == RXU_SEND) {
+        /* Not MSG_WAITALL: a partial send completes with its count and the
+         * rest is sent by the next one, so a cancelled send never leaves a
+         * count of sent bytes unknown. MSG_NOSIGNAL: a reset peer must give
+         * EPIPE, not kill the process with SIGPIPE. */
+        struct rxu_aux *a = f->aux;
+        sqe->opcode = IORING_OP_SEND;
+        sqe->addr = (uint64_t)(uintptr_t)(a->s_data + a->s_off);
+        sqe->len = a->s_len - a->s_off;
+        sqe->msg_flags = MSG_NOSIGNAL;
     } else {
         sqe->opcode = IORING_OP_POLL_ADD;
         /* one-shot: re-armed after each report, which makes it level-triggered */
@@ -224,11 +293,25 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
 
 static void rxu_drop_held(struct rxu_fd *f)
 {
-    free(f->held_data);
-    f->held_data = NULL;
-    f->held_off = f->held_len = f->held_cap = 0;
+    struct rxu_aux *a = f->aux;
     f->held = f->held_end = 0;
-    f->held_res = 0;
+    if (a) {
+        free(a->held_data);
+        a->held_data = NULL;
+        a->held_off = a->held_len = a->held_cap = 0;
+        a->held_res = 0;
+        rxu_aux_trim(f);
+    }
+}
+
+/* The output is all sent (or can never be): its buffer goes. */
+static void rxu_drop_sent(struct rxu_fd *f)
+{
+    struct rxu_aux *a = f->aux;
+    free(a->s_data);
+    a->s_data = NULL;
+    a->s_off = a->s_len = a->s_cap = 0;
+    rxu_aux_trim(f);
 }
 
 /* Keep a recv result back: its bytes are appended to what is held (order
@@ -239,38 +322,43 @@ static void rxu_drop_held(struct rxu_fd *f)
  * so at most one buffer's worth is kept. */
 static void rxu_hold(struct rx_uring *r, struct rxu_fd *f, int res, const char *data)
 {
+    struct rxu_aux *a = rxu_aux(f);
     f->held = 1;
+    if (!a) {
+        f->held_end = 1;  /* no memory for the aux: the connection is closed with ENOMEM */
+        return;
+    }
     if (res <= 0) {
         if (!f->held_end) {
             f->held_end = 1;
-            f->held_res = res;
+            a->held_res = res;
         }
         return;
     }
     if (f->held_end)
         return;  /* nothing comes after an end */
-    if (f->held_len + (size_t)res > f->held_cap) {
-        if (f->held_off) {  /* reuse the part already read */
-            memmove(f->held_data, f->held_data + f->held_off, f->held_len - f->held_off);
-            f->held_len -= f->held_off;
-            f->held_off = 0;
+    if (a->held_len + (size_t)res > a->held_cap) {
+        if (a->held_off) {  /* reuse the part already read */
+            memmove(a->held_data, a->held_data + a->held_off, a->held_len - a->held_off);
+            a->held_len -= a->held_off;
+            a->held_off = 0;
         }
-        if (f->held_len + (size_t)res > f->held_cap) {
-            size_t cap = f->held_cap ? f->held_cap : r->bufsize;
-            while (cap < f->held_len + (size_t)res)
+        if (a->held_len + (size_t)res > a->held_cap) {
+            size_t cap = a->held_cap ? a->held_cap : r->bufsize;
+            while (cap < a->held_len + (size_t)res)
                 cap *= 2;
-            char *d = realloc(f->held_data, cap);
+            char *d = realloc(a->held_data, cap);
             if (!d) {
                 f->held_end = 1;
-                f->held_res = -ENOMEM;  /* the connection is closed with ENOMEM, nothing silently lost */
+                a->held_res = -ENOMEM;  /* the connection is closed with ENOMEM, nothing silently lost */
                 return;
             }
-            f->held_data = d;
-            f->held_cap = cap;
+            a->held_data = d;
+            a->held_cap = cap;
         }
     }
-    memcpy(f->held_data + f->held_len, data, (size_t)res);
-    f->held_len += (size_t)res;
+    memcpy(a->held_data + a->held_len, data, (size_t)res);
+    a->held_len += (size_t)res;
 }
 
 void rx_uring_close(struct rx_uring *r);
@@ -391,6 +479,34 @@ int rx_uring_fd(struct rx_uring *r)
     return r->fd;
 }
 
+static int rxu_bury(struct rx_uring *r, uint64_t ud, char *data)
+{
+    if (r->ngraves == r->graves_cap) {
+        int cap = r->graves_cap ? r->graves_cap * 2 : 16;
+        struct rxu_grave *g = realloc(r->graves, (size_t)cap * sizeof *g);
+        if (!g)
+            return -ENOMEM;
+        r->graves = g;
+        r->graves_cap = cap;
+    }
+    r->graves[r->ngraves].ud = ud;
+    r->graves[r->ngraves].data = data;
+    r->ngraves++;
+    return 0;
+}
+
+/* A stale send has completed: free its buffer. */
+static void rxu_unbury(struct rx_uring *r, uint64_t ud)
+{
+    for (int i = 0; i < r->ngraves; i++) {
+        if (r->graves[i].ud == ud) {
+            free(r->graves[i].data);
+            r->graves[i] = r->graves[--r->ngraves];
+            return;
+        }
+    }
+}
+
 /* Set fd's interest (epoll_ctl's counterpart). op: 0 add, 1 modify, 2
  * delete; want: RXU_READ | RXU_WRITE, plus RXU_STREAM on add for a stream
  * socket whose reads are to be done by the ring. Delete cancels what is in
@@ -416,7 +532,22 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
         if (op == 1) {
             f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM)) | (want & (RXU_READ | RXU_WRITE)));
         } else {
-            for (int kind = RXU_RECV; kind <= RXU_POLLOUT; kind++) {
+            struct rxu_aux *a = f->aux;
+            if (a && a->s_len > a->s_off && !a->s_err) {
+                if (f->armed & (1u << RXU_SEND)) {
+                    /* In flight: the socket was full when it was sent, so it
+                     * is dropped, as epoll's close drops what write(2) could
+                     * not take. Its buffer waits for the cancellation. */
+                    if (rxu_bury(r, rxu_ud(RXU_SEND, fd, f->gen), a->s_data) < 0)
+                        return errno = ENOMEM, -1;
+                    a->s_data = NULL;
+                } else {
+                    /* Taken by rx_uring_send but not yet submitted: what epoll's
+                     * write(2) would have done by now, done now, before close(2). */
+                    (void)send(fd, a->s_data + a->s_off, a->s_len - a->s_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                }
+            }
+            for (int kind = RXU_RECV; kind <= RXU_SEND; kind++) {
                 if (f->armed & (1u << kind)) {
                     struct io_uring_sqe *sqe = rxu_sqe(r);
                     if (!sqe)
@@ -433,6 +564,11 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
             f->gen++;
             f->ev = RXU_NO_EVENT;
             rxu_drop_held(f);
+            if (f->aux) {
+                free(f->aux->s_data);
+                free(f->aux);
+                f->aux = NULL;
+            }
             if (had) {
                 err = rxu_submit(r, 0, 0, NULL, 0);
                 if (err < 0)
@@ -554,18 +690,36 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         int fd = r->dirty[k];
         struct rxu_fd *f = &r->fds[fd];
         unsigned want = f->want;
-        if ((want & RXU_WRITE) && !(f->armed & (1u << RXU_POLLOUT)) && rxu_arm(r, fd, RXU_POLLOUT) < 0) {
+        struct rxu_aux *a = f->aux;
+        /* Output first: a send taken this round goes out with this enter. */
+        if (a && a->s_len > a->s_off && !a->s_err && !(f->armed & (1u << RXU_SEND)) &&
+            rxu_arm(r, fd, RXU_SEND) < 0) {
             r->dirty[keep++] = fd;  /* the ring is full: next round */
             continue;
+        }
+        /* Write interest. A ring connection is writable when no send is in
+         * flight (level-triggered: reported every round until interest goes
+         * off or a send is armed); other fds get a POLLOUT poll. */
+        uint32_t out = 0;
+        if (want & RXU_WRITE) {
+            if (want & RXU_STREAM) {
+                if (!(f->armed & (1u << RXU_SEND)))
+                    out = EPOLLOUT;
+            } else if (!(f->armed & (1u << RXU_POLLOUT)) && rxu_arm(r, fd, RXU_POLLOUT) < 0) {
+                r->dirty[keep++] = fd;
+                continue;
+            }
         }
         if (f->held && (want & RXU_READ)) {
             /* Deliver the held result; no recv is armed until it has been
              * read (bytes stay in order), so the fd stays dirty. */
             if (r->nev < max)
-                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, f->held_res, RXU_EV_HELD, 0);
+                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN | out, 0, RXU_EV_HELD, 0);
             r->dirty[keep++] = fd;
             continue;
         }
+        if (out && r->nev < max)
+            rxu_emit(r, fds, masks, fd, out, 0, RXU_EV_NONE, 0);
         if (want & RXU_READ) {
             int kind = (want & RXU_STREAM) ? RXU_RECV : RXU_POLLIN;
             if (!(f->armed & (1u << kind))) {
@@ -582,7 +736,10 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
                     starved_budget--;
             }
         }
-        f->dirty = 0;
+        if (out)
+            r->dirty[keep++] = fd;  /* reported again next round while it lasts */
+        else
+            f->dirty = 0;
     }
     r->ndirty = keep;
     int n_held = r->nev;
@@ -625,8 +782,8 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         struct io_uring_cqe *cqe = &r->cqes[head & mask];
         head++;
         uint64_t ud = cqe->user_data;
-        int kind = (int)(ud & 3);
-        int fd = (int)((ud >> 2) & 0x3fffffff);
+        int kind = (int)(ud & RXU_KIND_MASK);
+        int fd = (int)((ud >> RXU_FD_SHIFT) & RXU_KICK_FD);
         uint32_t gen = (uint32_t)(ud >> 32);
         int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
@@ -640,9 +797,30 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         if (kind == RXU_CANCEL || fd >= r->nfds || r->fds[fd].gen != gen) {
             if (has_buf)
                 rxu_recycle(r, bid);  /* a stale recv's bytes: its fd is closed */
+            if (kind == RXU_SEND)
+                rxu_unbury(r, ud);
             continue;
         }
         struct rxu_fd *f = &r->fds[fd];
+        if (kind == RXU_SEND) {
+            struct rxu_aux *a = f->aux;  /* kept while its send is armed */
+            f->armed &= (uint8_t)~(1u << RXU_SEND);
+            rxu_mark_dirty(r, fd);  /* the rest goes next round; or writable again */
+            if (res > 0) {
+                a->s_off += (uint32_t)res;  /* a partial send: the rest is re-armed */
+                if (a->s_off >= a->s_len)
+                    rxu_drop_sent(f);
+            } else if (res < 0 && res != -EAGAIN && res != -EINTR) {
+                /* The peer is gone (EPIPE, ECONNRESET, ...): the output can
+                 * never arrive. The loop learns it as it would from write(2):
+                 * the next rx_uring_send fails with it, and a read reports it
+                 * (an end held after the bytes already received). */
+                a->s_err = res;
+                rxu_drop_sent(f);
+                rxu_hold(r, f, res, NULL);
+            }
+            continue;
+        }
         if (kind == RXU_RECV) {
             /* The recv has ended (single-shot): re-armed next round if still wanted. */
             f->armed &= (uint8_t)~(1u << kind);
@@ -706,18 +884,19 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
     int32_t res = r->ev_res[i];
     r->ev_kind[i] = RXU_EV_NONE;
     if (kind == RXU_EV_HELD) {
-        size_t avail = f->held_len - f->held_off;
+        struct rxu_aux *a = f->aux;
+        size_t avail = a ? a->held_len - a->held_off : 0;
         if (avail) {
             size_t n = avail < count ? avail : count;
-            memcpy(buf, f->held_data + f->held_off, n);
-            f->held_off += n;
+            memcpy(buf, a->held_data + a->held_off, n);
+            a->held_off += n;
             res = (int32_t)n;
-            if (f->held_off == f->held_len && !f->held_end)
+            if (a->held_off == a->held_len && !f->held_end)
                 rxu_drop_held(f);  /* all delivered: recv completions go straight to the loop again */
             else
                 rxu_mark_dirty(r, fd);  /* more held: reported again next round */
         } else {
-            res = f->held_end ? f->held_res : -EAGAIN;
+            res = !f->held_end ? -EAGAIN : a ? a->held_res : -ENOMEM;
             rxu_drop_held(f);
         }
     } else if (kind == RXU_EV_BUF) {
@@ -728,6 +907,65 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
     if (res < 0)
         return errno = -res, -1;
     return res;
+}
+
+/* write(2)'s contract for a ring connection: take up to count bytes for
+ * the next round's IORING_OP_SEND and return how many were taken; -1 with
+ * EAGAIN while a send is in flight (the socket buffer was full: the caller
+ * queues the rest and asks for write interest, as after a partial write),
+ * or with the error a failed send met. An fd that is not a ring connection
+ * gets a plain write(2). */
+ssize_t rx_uring_send(struct rx_uring *r, int fd, const void *buf, size_t count)
+{
+    struct rxu_fd *f = fd >= 0 && fd < r->nfds ? &r->fds[fd] : NULL;
+    if (!f || !(f->want & RXU_STREAM))
+        return write(fd, buf, count);
+    struct rxu_aux *a = f->aux;
+    if (a && a->s_err)
+        return errno = -a->s_err, -1;
+    if (f->armed & (1u << RXU_SEND))
+        return errno = EAGAIN, -1;  /* and its buffer must not move meanwhile */
+    size_t queued = a ? a->s_len - a->s_off : 0;
+    size_t n = RXU_SEND_CAP - queued;
+    if (count < n)
+        n = count;
+    if (n == 0)
+        return count ? (errno = EAGAIN, -1) : 0;
+    if (!a && !(a = rxu_aux(f)))
+        return errno = ENOMEM, -1;
+    if (a->s_len + n > a->s_cap) {
+        if (a->s_off) {
+            memmove(a->s_data, a->s_data + a->s_off, a->s_len - a->s_off);
+            a->s_len -= a->s_off;
+            a->s_off = 0;
+        }
+        if (a->s_len + n > a->s_cap) {
+            size_t cap = a->s_cap ? 2 * (size_t)a->s_cap : 512;
+            while (cap < a->s_len + n)
+                cap *= 2;
+            char *d = realloc(a->s_data, cap);
+            if (!d) {
+                rxu_aux_trim(f);
+                return errno = ENOMEM, -1;
+            }
+            a->s_data = d;
+            a->s_cap = (uint32_t)cap;
+        }
+    }
+    memcpy(a->s_data + a->s_len, buf, n);
+    a->s_len += (uint32_t)n;
+    if (rxu_mark_dirty(r, fd) < 0)
+        return errno = ENOMEM, -1;  /* nothing marks it sent: the caller fails the connection */
+    return (ssize_t)n;
+}
+
+/* Output rx_uring_send took that the kernel has not confirmed sent yet: a
+ * connection closing after a flush waits for it to be 0. */
+size_t rx_uring_unsent(struct rx_uring *r, int fd)
+{
+    if (fd < 0 || fd >= r->nfds || !r->fds[fd].aux)
+        return 0;
+    return r->fds[fd].aux->s_len - r->fds[fd].aux->s_off;
 }
 
 void rx_uring_close(struct rx_uring *r)
@@ -748,6 +986,10 @@ void rx_uring_close(struct rx_uring *r)
             rxu_submit(r, 1, IORING_ENTER_GETEVENTS, NULL, 0);
         }
     }
+    /* Sends are cancelled now (or done): their buffers can go. */
+    for (int i = 0; i < r->ngraves; i++)
+        free(r->graves[i].data);
+    free(r->graves);
     if (r->fd >= 0)
         close(r->fd);
     if (r->sqes)
@@ -760,8 +1002,13 @@ void rx_uring_close(struct rx_uring *r)
         munmap(r->bufs, r->bufs_sz);
     if (r->br)
         munmap(r->br, r->br_sz);
-    for (int i = 0; i < r->nfds; i++)
-        free(r->fds[i].held_data);
+    for (int i = 0; i < r->nfds; i++) {
+        if (r->fds[i].aux) {
+            free(r->fds[i].aux->held_data);
+            free(r->fds[i].aux->s_data);
+            free(r->fds[i].aux);
+        }
+    }
     free(r->fds);
     free(r->dirty);
     free(r->ev_fd);

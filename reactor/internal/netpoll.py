@@ -123,6 +123,13 @@ class Poller:
         #: loop's read paths: read(2) itself here; the io_uring poller hands
         #: over the bytes its recv completions brought instead.
         self.read: Callable[[int, Any, int], int] = unix.lib.read
+        #: ``write(fd, data, count)`` with write(2)'s contract (the C call:
+        #: -1 and errno on failure), and the ``-errno`` wrappers for one
+        #: buffer and for several: write(2) and writev(2) here; the io_uring
+        #: poller takes the bytes for a send on the ring instead.
+        self.write: Callable[[int, Any, int], int] = unix.lib.write
+        self.write_nowait: Callable[[int, Any], int] = unix.write_nowait
+        self.writev_nowait: Callable[[int, Any], int] = unix.writev_nowait
         #: The C function that waits and copies out (fds, masks), and its first argument.
         self._wait_fn: Any = unix.lib.rx_epoll_wait
         self._wait_on: Any = self.fd
@@ -313,6 +320,10 @@ class Poller:
 
     def delete(self, fd: int) -> None:
         unix.epoll_ctl(self.fd, unix.EPOLL_CTL_DEL, fd)
+
+    def unsent(self, fd: int) -> int:
+        """Bytes ``write`` took that the kernel does not have yet: none here (write(2) hands them over)."""
+        return 0
 
     def close(self) -> None:
         """Close the epoll fd, then the eventfd (gnet: ``Close``). Idempotent."""

@@ -689,13 +689,16 @@ def read_nowait(fd: int, cbuf: Any, n: int) -> int:
     return got
 
 
-def write_nowait(fd: int, data: bytes | bytearray | memoryview) -> int:
-    """write(2): bytes written, or ``-errno``. ``bytes`` go to C without a copy or a cdata wrapper."""
+def write_nowait(fd: int, data: bytes | bytearray | memoryview, write: Any = _lib_write) -> int:
+    """write(2) (or ``write``, a C function with its contract): bytes written, or ``-errno``.
+
+    ``bytes`` go to C without a copy or a cdata wrapper.
+    """
     if type(data) is bytes:
-        sent: int = _lib_write(fd, data, len(data))
+        sent: int = write(fd, data, len(data))
     else:
         cbuf = _from_buffer(data)
-        sent = _lib_write(fd, cbuf, len(cbuf))
+        sent = write(fd, cbuf, len(cbuf))
     if sent < 0:
         return -int(ffi.errno)
     return sent

@@ -32,10 +32,23 @@ and ``polling`` still calls ``callback(fd, events)``. What changes:
   is here ``rx_uring_read``: it copies the completion's bytes into the
   loop's buffer and returns the buffer to the ring. EOF and errors come
   back exactly as ``read(2)`` reports them.
+* Writes go through the ring too. The loop's ``write`` (``Poller.write``,
+  which is ``write(2)`` on epoll) is here ``rx_uring_send``: it copies the
+  bytes into the connection's send buffer in C, with write(2)'s contract,
+  and the next round's ``io_uring_enter`` (the one that waits) submits an
+  ``IORING_OP_SEND`` for them beside the round's recvs: one syscall for the
+  whole round's output instead of one ``write(2)`` per answer. While a send
+  is in flight (the socket buffer was full) it takes nothing more (EAGAIN),
+  so the connection queues its output and asks for write interest exactly
+  as after a partial ``write(2)``; a connection with write interest is
+  reported writable when its send has completed. A partial send is re-armed
+  for the rest. ``unsent(fd)`` counts what was taken but not yet confirmed
+  sent: a connection closing after a flush (peer EOF, ``Action.CLOSE``)
+  waits for it to be 0, as it waits for its own queue on epoll.
 * Every other fd (listener, UDP socket, this poller's eventfd) gets a one-
   shot ``IORING_OP_POLL_ADD``, re-armed after each report: level-triggered
-  readiness, as with epoll. Write interest is a one-shot POLLOUT poll too;
-  writes stay ``write(2)``/``writev(2)`` calls made by the connection.
+  readiness, as with epoll; write interest on such an fd is a one-shot
+  POLLOUT poll, and its writes (UDP ``sendto``) stay syscalls.
 * Back-pressure: when read interest goes off while a recv is in flight,
   its result is held (one buffer at most) and reported when read interest
   comes back, before anything newer; no recv is armed meanwhile. So no
@@ -44,7 +57,10 @@ and ``polling`` still calls ``callback(fd, events)``. What changes:
   poller never drops a byte of a live connection.
 * ``delete`` cancels the fd's requests and submits the cancellation at
   once: an in-flight recv holds a reference to the socket, so without it a
-  closed connection's peer would not see the FIN.
+  closed connection's peer would not see the FIN. Output taken but not yet
+  submitted is sent first with one non-blocking ``send(2)`` (what epoll's
+  ``write(2)`` would have done already); a send in flight is cancelled
+  (the socket was full: epoll's close drops such output too).
 
 Edge-triggered mode does not apply (a completion is neither level nor
 edge); with this backend the engine uses the level-triggered loop.
@@ -56,6 +72,7 @@ import errno
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from . import unix
@@ -161,6 +178,9 @@ class UringPoller(Poller):
         self._ctl(_OP_ADD, self.efd, _R)
         # partial: a C-level call, no Python frame between the loop and rx_uring_read.
         self.read = functools.partial(unix.lib.rx_uring_read, ring)
+        self.write = functools.partial(unix.lib.rx_uring_send, ring)
+        self.write_nowait = functools.partial(unix.write_nowait, write=self.write)
+        self.writev_nowait = self._sendv
         self._wait_fn = unix.lib.rx_uring_wait
         self._wait_on = ring
         self._wait_name = f"io_uring_enter(fd={self.fd})"
@@ -196,6 +216,19 @@ class UringPoller(Poller):
     def delete(self, fd: int) -> None:
         self._ctl(_OP_DEL, fd, 0)
 
+    def unsent(self, fd: int) -> int:
+        """Bytes ``write`` took for ``fd`` that the kernel has not confirmed sent yet."""
+        n: int = unix.lib.rx_uring_unsent(self._ring, fd)
+        return n
+
+    def _sendv(self, fd: int, buffers: Sequence[Any]) -> int:
+        """``writev_nowait``'s counterpart: one send of the buffers joined (bytes taken, or ``-errno``).
+
+        The ring's send copies anyway, so joining them costs one copy and
+        saves building an iovec array.
+        """
+        return unix.write_nowait(fd, b"".join(buffers[:unix.IOV_MAX]), self.write)
+
     def close(self) -> None:
         """Cancel what is in flight, close the ring (and unmap its buffers), then the eventfd. Idempotent."""
         with self._lock:
@@ -206,6 +239,7 @@ class UringPoller(Poller):
             # The loop thread has returned from polling by now (the engine
             # joins it first), so nothing else is inside the ring.
             self.read = _closed_read
+            self.write = self.write_nowait = self.writev_nowait = _closed_write
             unix.lib.rx_uring_close(ring)
             unix.close(self.efd)
 
@@ -213,3 +247,9 @@ class UringPoller(Poller):
 def _closed_read(fd: int, buf: Any, count: int) -> int:
     unix.ffi.errno = errno.EBADF
     return -1
+
+
+def _closed_write(fd: int, *args: Any) -> int:
+    """After close: EBADF, in both contracts (-1 with errno, and -errno)."""
+    unix.ffi.errno = errno.EBADF
+    return -1 if len(args) == 2 else -errno.EBADF
