@@ -15,8 +15,10 @@ backend (the option tests, the seccomp and strace ones) run once
 * The other tests aim at what a completion-based poller can get wrong: a
   recv completing while back-pressure has paused reading (csrc/rx_uring.c's
   held result), completions for a closed fd whose number a new connection
-  already has, requests still in flight at stop, and the edge_triggered
-  option (the level-triggered loop serves it on io_uring).
+  already has, requests still in flight at stop, the edge_triggered
+  option (the level-triggered loop serves it on io_uring), and a burst on
+  more idle connections than the ring has receive buffers (the recvs that
+  found none are re-armed within a budget per round, in csrc/rx_uring.c).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import os
 import pathlib
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -42,6 +45,7 @@ from netsupport import (
     children_of,
     connect_nodelay,
     free_port,
+    process_with_stderr,
     read_until_closed,
     recv_exact,
     wait_for,
@@ -49,6 +53,7 @@ from netsupport import (
 from reactor import Action
 from reactor.eventloop import EventLoop
 from reactor.eventloop_et import EdgeTriggeredEventLoop
+from reactor.internal import uring
 from reactor.internal.uring import IoUringUnavailable, probe
 from reactor.options import BACKEND_ENV
 from reactor.testing import serve_in_background
@@ -337,12 +342,11 @@ def test_example_cli_exits_2_with_one_error_line_where_seccomp_blocks_io_uring(r
 def test_example_cli_backend_auto_serves_where_seccomp_blocks_io_uring(reactor_backend: str) -> None:
     run_once(reactor_backend)
     port = free_port()
-    proc = subprocess.Popen(
+    with process_with_stderr(
         [sys.executable, str(SECCOMP_HELPER), "-m", "reactor.examples.echo", "--host", "127.0.0.1",
          "--port", str(port), "--backend", "auto"],
-        stderr=subprocess.PIPE, text=True, cwd=HERE,
-    )
-    try:
+        text=True, cwd=HERE,
+    ) as proc:
         assert proc.stderr is not None
         first = proc.stderr.readline()  # the listening line, or the helper's reason for exiting 77
         if "listening" not in first:
@@ -353,12 +357,6 @@ def test_example_cli_backend_auto_serves_where_seccomp_blocks_io_uring(reactor_b
         echo_check(("127.0.0.1", port), b"served on epoll, since io_uring is blocked")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(SUBPROCESS_TIMEOUT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 # --- 3. the data path is io_uring: system calls counted by strace -----------------------------------
@@ -398,12 +396,11 @@ def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -
     """Run the echo example under ``strace -f -c``, do ``round_trips`` 64-byte echoes, stop it: the call counts."""
     port = free_port()
     summary = tmp_path / f"strace-{backend}.txt"
-    proc = subprocess.Popen(
+    with process_with_stderr(
         ["strace", "-f", "-c", "-o", str(summary), sys.executable, "-m", "reactor.examples.echo",
          "--host", "127.0.0.1", "--port", str(port), "--backend", backend, "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
+        stdout=subprocess.DEVNULL,
+    ) as proc:
         sock = None
         deadline = time.monotonic() + 30
         while sock is None:
@@ -424,12 +421,6 @@ def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -
         os.kill(kids[0], signal.SIGINT)
         rc = proc.wait(SUBPROCESS_TIMEOUT)
         assert rc == 0, f"echo under strace exited {rc}: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
     return parse_strace_summary(summary.read_text())
 
 
@@ -840,4 +831,78 @@ def test_edge_triggered_option_serves_on_both_backends(reactor_backend: str, io_
                 s.settimeout(SOCK_TIMEOUT)
         finally:
             for s in conns:
+                s.close()
+
+
+# --- 8. the provided-buffer ring running dry ----------------------------------------------------------
+#: Receive buffers of the ring (reactor.internal.uring.RING_BUFFERS, 64 in use) and connections
+#: that all receive at once: far more connections than buffers, as bench conns-10k (10,000 and 64).
+DRY_BUFFERS = 2
+DRY_CONNS = 128
+DRY_ROUNDS = 30
+#: The pause before each burst, in which every connection's recv is armed again and parks.
+DRY_IDLE = 0.02
+DRY_ROUND_TIMEOUT = 5.0
+
+
+def burst_message(conn: int, rnd: int) -> bytes:
+    """64 bytes naming the connection and the round (bench conns-10k sends 64 B)."""
+    return (b"<%04d/%02d>" % (conn, rnd) * 8)[:64]
+
+
+def test_a_burst_on_more_idle_connections_than_receive_buffers_gets_every_echo(
+    reactor_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection of a burst gets its echo, although the ring has far fewer receive buffers than the burst.
+
+    Idle connections' recvs are parked, waiting for bytes. When bytes arrive
+    on all of them at once, only as many recvs as there are free buffers can
+    complete; the others fail with ENOBUFS and are re-armed at most RING_BUFFERS
+    per round (csrc/rx_uring.c's starved budget), so the loop must not sleep
+    while some still wait for their turn: the armed recvs may all be parked on
+    sockets that already echoed, and no completion would wake it. Before
+    commit 0dd48ac it slept, and the connections left waiting never got their
+    echo (bench conns-10k hung so: 10,000 connections, 64 buffers). Here: 2
+    buffers, 128 connections, 64 bytes sent on each as fast as one thread can,
+    30 such rounds after an idle pause each. Before that commit a round
+    stalls in nearly every run, most often one of the first few; with it
+    each round takes milliseconds. (It also runs rxu_kick, which cancels and
+    re-arms every recv after the ring ran dry, but does not depend on it.)
+    """
+    run_once(reactor_backend)
+    needs_io_uring()
+    monkeypatch.setattr(uring, "RING_BUFFERS", DRY_BUFFERS)  # read when the loop's poller opens its ring
+    with serve_in_background(Echo(), backend="io_uring", num_event_loop=1) as srv:
+        assert loop_backends(srv) == ["io_uring"]
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(DRY_CONNS):
+                socks.append(connect_nodelay(srv.addr, SOCK_TIMEOUT))
+            assert wait_for(lambda: srv.server.count_connections() == DRY_CONNS, SOCK_TIMEOUT)
+            with selectors.DefaultSelector() as sel:
+                for i, s in enumerate(socks):
+                    sel.register(s, selectors.EVENT_READ, i)
+                for rnd in range(DRY_ROUNDS):
+                    time.sleep(DRY_IDLE)
+                    sent = [burst_message(i, rnd) for i in range(DRY_CONNS)]
+                    for s, message in zip(socks, sent):
+                        s.sendall(message)
+                    got = [bytearray() for _ in socks]
+                    waiting = set(range(DRY_CONNS))
+                    deadline = time.monotonic() + DRY_ROUND_TIMEOUT
+                    while waiting and time.monotonic() < deadline:
+                        for key, _ in sel.select(0.05):
+                            i = key.data
+                            chunk = socks[i].recv(4096)
+                            assert chunk, f"round {rnd}: the server closed connection {i}"
+                            got[i] += chunk
+                            assert sent[i].startswith(got[i]), f"round {rnd}, connection {i}: got {bytes(got[i])!r}"
+                            if len(got[i]) == len(sent[i]):
+                                waiting.discard(i)
+                    assert not waiting, (
+                        f"round {rnd}: {len(waiting)} of {DRY_CONNS} connections got no echo in "
+                        f"{DRY_ROUND_TIMEOUT:g} s (recvs that found the buffer ring empty were never re-armed)"
+                    )
+        finally:
+            for s in socks:
                 s.close()
