@@ -40,7 +40,12 @@
  * queues its output and asks for write interest, as on epoll. For a ring
  * connection, "writable" is reported when no send is in flight.
  *
- * user_data: kind in bits 0-2, fd in bits 3-31, the fd's generation in the
+ * A listener (RXU_ACCEPT) has up to RXU_ACCEPT_SLOTS IORING_OP_ACCEPTs in
+ * flight, each with its own address buffer; rx_uring_accept hands their
+ * connections over with accept4(2)'s contract (see struct rxu_acc).
+ *
+ * user_data: kind in bits 0-2, an accept's slot in bits 3-7, fd in bits
+ * 8-31, the fd's generation in the
  * high 32 bits. A generation is bumped when an fd is deleted, so a completion
  * that arrives after its fd was closed (and perhaps reused by a new
  * connection) is recognised as stale and dropped, never misattributed. */
@@ -57,22 +62,28 @@
 #define RXU_POLLIN 2
 #define RXU_POLLOUT 3
 #define RXU_SEND 4
+#define RXU_ACCEPT_K 5
 #define RXU_KIND_MASK 7
-#define RXU_FD_SHIFT 3
+#define RXU_SLOT_SHIFT 3   /* an accept's slot (see struct rxu_acc) */
+#define RXU_SLOT_MASK 31
+#define RXU_FD_SHIFT 8
 
-/* RXU_READ, RXU_WRITE, RXU_STREAM: rx_uring.h; and, inside want only: */
+/* RXU_READ, RXU_WRITE, RXU_STREAM, RXU_ACCEPT: rx_uring.h; and, inside want only: */
 #define RXU_REG 8
 
-/* What rx_uring_send takes per connection before the kernel has it (the
- * loop's per-round flush, MAX_BYTES_TO_WRITE_PER_LOOP). Beyond it, and while
- * a send is in flight, output waits in the Conn's queue, where back-pressure
- * (write_buffer_cap, async_write's result) counts it: so this is all that a
- * connection holds on io_uring and not on epoll, as if its socket buffer were
- * that much larger. */
+/* What rx_uring_send takes per connection before the kernel has it, by
+ * default (the loop's per-round flush, MAX_BYTES_TO_WRITE_PER_LOOP); the
+ * socket_send_buffer option, when set, replaces it. Beyond it, and while a
+ * send is in flight, output waits in the Conn's queue, where back-pressure
+ * (write_buffer_cap, async_write's result and limit) counts it: so this is
+ * all that a connection holds on io_uring and not on epoll, as if its
+ * socket buffer were that much larger. A user who made the socket buffer
+ * small, to keep output where back-pressure sees it, gets as small a one
+ * here. */
 #define RXU_SEND_CAP (64 * 1024)
 
 #define RXU_NO_EVENT (-1)
-#define RXU_FD_MASK 0x1fffffff
+#define RXU_FD_MASK 0xffffff  /* 24 bits: above any RLIMIT_NOFILE (fs.nr_open is at most 2^30, 2^20 by default) */
 
 /* What an fd needs only now and then (held results, output on its way):
  * made on first use and freed when idle, so that an idle connection costs
@@ -84,6 +95,26 @@ struct rxu_aux {
     int32_t s_err;     /* a send failed with -s_err: every later rx_uring_send reports it */
     char *s_data;      /* output taken by rx_uring_send: s_data[s_off:s_len]; in flight while RXU_SEND is armed */
     uint32_t s_off, s_len, s_cap;
+    struct rxu_acc *acc;  /* a listener's accepts */
+};
+
+/* A listener's accepts. Not one multishot accept: it has one address
+ * buffer for every connection it accepts, and getpeername(2) afterwards
+ * fails for a connection the peer reset while it waited, which accept4(2)
+ * still hands over with its address (the loop then sees the reset, and the
+ * handler gets on_opened and on_closed, as on epoll). So: a slot per accept
+ * in flight, each with its own address; a slot's connection waits there
+ * until rx_uring_accept takes it, and the slot is re-armed the next round.
+ * At most RXU_ACCEPT_SLOTS connections wait in the ring; the rest wait in
+ * the kernel's backlog, as with epoll. */
+#define RXU_ACCEPT_SLOTS 32
+struct rxu_acc {
+    uint32_t armed;    /* slots with an accept in flight */
+    uint32_t done;     /* slots holding an accepted fd not yet taken */
+    int32_t err;       /* an accept failed with -err (EMFILE, ...): reported by the next rx_uring_accept */
+    int fds[RXU_ACCEPT_SLOTS];
+    socklen_t lens[RXU_ACCEPT_SLOTS];
+    struct sockaddr_storage addrs[RXU_ACCEPT_SLOTS];
 };
 
 struct rxu_fd {
@@ -98,12 +129,14 @@ struct rxu_fd {
     struct rxu_aux *aux;
 };
 
-/* A send buffer whose fd was deleted while its send was in flight: freed
- * when that send's completion (or cancellation) arrives, never before,
- * since the kernel may still be reading it. */
+/* Memory the kernel may still use after its fd was deleted: a send buffer
+ * whose send was in flight, a listener's accept slots (their address
+ * buffers). Freed when the last of those requests' completions (or
+ * cancellations) arrives, never before. */
 struct rxu_grave {
-    uint64_t ud;
-    char *data;
+    uint64_t ud;       /* the requests' user_data, slot bits cleared */
+    void *data;
+    int pending;       /* completions still to come */
 };
 
 /* What kind of data an event carries for rx_uring_read. */
@@ -122,6 +155,7 @@ struct rx_uring {
     void *sq_ring, *cq_ring;
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     unsigned sq_local;      /* our tail: SQEs filled, published at submit */
+    size_t send_cap;        /* what rx_uring_send takes per connection (RXU_SEND_CAP) */
     unsigned to_submit;
     /* the provided-buffer ring (group 0) */
     struct io_uring_buf_ring *br;
@@ -234,6 +268,11 @@ static uint64_t rxu_ud(int kind, int fd, uint32_t gen)
     return ((uint64_t)gen << 32) | ((uint64_t)(uint32_t)fd << RXU_FD_SHIFT) | (uint64_t)kind;
 }
 
+static uint64_t rxu_ud_slot(int kind, int slot, int fd, uint32_t gen)
+{
+    return rxu_ud(kind, fd, gen) | ((uint64_t)slot << RXU_SLOT_SHIFT);
+}
+
 static struct rxu_aux *rxu_aux(struct rxu_fd *f)
 {
     if (!f->aux)
@@ -245,7 +284,7 @@ static struct rxu_aux *rxu_aux(struct rxu_fd *f)
 static void rxu_aux_trim(struct rxu_fd *f)
 {
     struct rxu_aux *a = f->aux;
-    if (a && !f->held && !a->s_data && !a->s_err) {
+    if (a && !f->held && !a->s_data && !a->s_err && !a->acc) {
         free(a);
         f->aux = NULL;
     }
@@ -285,6 +324,32 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
         sqe->poll32_events = kind == RXU_POLLIN ? (POLLIN | POLLPRI) : POLLOUT;
     }
     f->armed |= (uint8_t)(1u << kind);
+    return 0;
+}
+
+/* Arm every free slot of a listener (not while an error waits to be reported). */
+static int rxu_arm_accepts(struct rx_uring *r, int fd)
+{
+    struct rxu_fd *f = &r->fds[fd];
+    struct rxu_acc *acc = f->aux->acc;
+    if (acc->err)
+        return 0;
+    for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++) {
+        uint32_t bit = 1u << slot;
+        if ((acc->armed | acc->done) & bit)
+            continue;
+        struct io_uring_sqe *sqe = rxu_sqe(r);
+        if (!sqe)
+            return -EBUSY;
+        sqe->opcode = IORING_OP_ACCEPT;
+        sqe->fd = fd;
+        acc->lens[slot] = (socklen_t)sizeof acc->addrs[slot];
+        sqe->addr = (uint64_t)(uintptr_t)&acc->addrs[slot];
+        sqe->addr2 = (uint64_t)(uintptr_t)&acc->lens[slot];
+        sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+        sqe->user_data = rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen);
+        acc->armed |= bit;
+    }
     return 0;
 }
 
@@ -360,11 +425,12 @@ static void rxu_hold(struct rx_uring *r, struct rxu_fd *f, int res, const char *
 
 void rx_uring_close(struct rx_uring *r);
 
-struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize)
+struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize, unsigned send_cap)
 {
     struct rx_uring *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->send_cap = send_cap ? send_cap : RXU_SEND_CAP;
     r->fd = -1;
     struct io_uring_params p;
     /* COOP_TASKRUN: completions are posted when the loop next enters the
@@ -476,7 +542,7 @@ int rx_uring_fd(struct rx_uring *r)
     return r->fd;
 }
 
-static int rxu_bury(struct rx_uring *r, uint64_t ud, char *data)
+static int rxu_bury(struct rx_uring *r, uint64_t ud, void *data, int pending)
 {
     if (r->ngraves == r->graves_cap) {
         int cap = r->graves_cap ? r->graves_cap * 2 : 16;
@@ -488,17 +554,21 @@ static int rxu_bury(struct rx_uring *r, uint64_t ud, char *data)
     }
     r->graves[r->ngraves].ud = ud;
     r->graves[r->ngraves].data = data;
+    r->graves[r->ngraves].pending = pending;
     r->ngraves++;
     return 0;
 }
 
-/* A stale send has completed: free its buffer. */
+/* A stale request has completed: free what it used once the last is in. */
 static void rxu_unbury(struct rx_uring *r, uint64_t ud)
 {
+    ud &= ~((uint64_t)RXU_SLOT_MASK << RXU_SLOT_SHIFT);
     for (int i = 0; i < r->ngraves; i++) {
         if (r->graves[i].ud == ud) {
-            free(r->graves[i].data);
-            r->graves[i] = r->graves[--r->ngraves];
+            if (--r->graves[i].pending == 0) {
+                free(r->graves[i].data);
+                r->graves[i] = r->graves[--r->ngraves];
+            }
             return;
         }
     }
@@ -514,6 +584,8 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
 {
     if (fd < 0)
         return errno = EBADF, -1;
+    if (fd > RXU_FD_MASK)
+        return errno = EINVAL, -1;  /* does not fit user_data's fd field */
     int err = rxu_grow(r, fd);
     if (err < 0)
         return errno = -err, -1;
@@ -521,13 +593,17 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
     if (op == 0) {
         if (f->want & RXU_REG)
             return errno = EEXIST, -1;
-        f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM)));
+        if ((want & RXU_ACCEPT) && (!rxu_aux(f) || !(f->aux->acc = calloc(1, sizeof *f->aux->acc)))) {
+            rxu_aux_trim(f);
+            return errno = ENOMEM, -1;
+        }
+        f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM | RXU_ACCEPT)));
         f->starved = 0;
     } else {
         if (!(f->want & RXU_REG))
             return errno = ENOENT, -1;
         if (op == 1) {
-            f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM)) | (want & (RXU_READ | RXU_WRITE)));
+            f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM | RXU_ACCEPT)) | (want & (RXU_READ | RXU_WRITE)));
         } else {
             struct rxu_aux *a = f->aux;
             if (a && a->s_len > a->s_off && !a->s_err) {
@@ -535,7 +611,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
                     /* In flight: the socket was full when it was sent, so it
                      * is dropped, as epoll's close drops what write(2) could
                      * not take. Its buffer waits for the cancellation. */
-                    if (rxu_bury(r, rxu_ud(RXU_SEND, fd, f->gen), a->s_data) < 0)
+                    if (rxu_bury(r, rxu_ud(RXU_SEND, fd, f->gen), a->s_data, 1) < 0)
                         return errno = ENOMEM, -1;
                     a->s_data = NULL;
                 } else {
@@ -544,6 +620,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
                     (void)send(fd, a->s_data + a->s_off, a->s_len - a->s_off, MSG_DONTWAIT | MSG_NOSIGNAL);
                 }
             }
+            int had = f->armed;
             for (int kind = RXU_RECV; kind <= RXU_SEND; kind++) {
                 if (f->armed & (1u << kind)) {
                     struct io_uring_sqe *sqe = rxu_sqe(r);
@@ -555,7 +632,32 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
                     sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
                 }
             }
-            int had = f->armed;
+            struct rxu_acc *acc = a ? a->acc : NULL;
+            if (acc) {
+                /* A listener: cancel its accepts; connections accepted but not
+                 * taken are closed (their peers see it at once). */
+                for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++) {
+                    if (acc->done & (1u << slot))
+                        close(acc->fds[slot]);
+                    if (!(acc->armed & (1u << slot)))
+                        continue;
+                    struct io_uring_sqe *sqe = rxu_sqe(r);
+                    if (!sqe)
+                        return errno = EBUSY, -1;
+                    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+                    sqe->fd = -1;
+                    sqe->addr = rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen);
+                    sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
+                    had = 1;
+                }
+                if (acc->armed) {
+                    if (rxu_bury(r, rxu_ud(RXU_ACCEPT_K, fd, f->gen), acc, __builtin_popcount(acc->armed)) < 0)
+                        return errno = ENOMEM, -1;
+                } else {
+                    free(acc);
+                }
+                a->acc = NULL;
+            }
             f->want = 0;
             f->armed = 0;
             f->gen++;
@@ -660,6 +762,26 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         struct rxu_fd *f = &r->fds[fd];
         unsigned want = f->want;
         struct rxu_aux *a = f->aux;
+        if (want & RXU_ACCEPT) {
+            /* A listener: reported while connections (or an error) wait to be
+             * taken, level-triggered; its free slots are re-armed. */
+            struct rxu_acc *acc = a->acc;
+            int again = 0;
+            if (want & RXU_READ) {
+                if ((acc->done || acc->err) && f->ev == RXU_NO_EVENT) {
+                    if (r->nev < max)
+                        f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, 0, RXU_EV_NONE, 0);
+                    again = 1;  /* until rx_uring_accept has taken them all */
+                }
+                if (rxu_arm_accepts(r, fd) < 0)
+                    again = 1;  /* the ring is full: next round */
+            }
+            if (again)
+                r->dirty[keep++] = fd;
+            else
+                f->dirty = 0;
+            continue;
+        }
         /* Output first: a send taken this round goes out with this enter. */
         if (a && a->s_len > a->s_off && !a->s_err && !(f->armed & (1u << RXU_SEND)) &&
             rxu_arm(r, fd, RXU_SEND) < 0) {
@@ -751,6 +873,7 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         uint64_t ud = cqe->user_data;
         int kind = (int)(ud & RXU_KIND_MASK);
         int fd = (int)((ud >> RXU_FD_SHIFT) & RXU_FD_MASK);
+        int slot = (int)((ud >> RXU_SLOT_SHIFT) & RXU_SLOT_MASK);
         uint32_t gen = (uint32_t)(ud >> 32);
         int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
@@ -758,11 +881,27 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         if (kind == RXU_CANCEL || fd >= r->nfds || r->fds[fd].gen != gen) {
             if (has_buf)
                 rxu_recycle(r, bid);  /* a stale recv's bytes: its fd is closed */
-            if (kind == RXU_SEND)
+            if (kind == RXU_SEND || kind == RXU_ACCEPT_K)
                 rxu_unbury(r, ud);
+            if (kind == RXU_ACCEPT_K && res >= 0)
+                close(res);  /* accepted as its listener was deleted: nobody will take it */
             continue;
         }
         struct rxu_fd *f = &r->fds[fd];
+        if (kind == RXU_ACCEPT_K) {
+            struct rxu_acc *acc = f->aux->acc;  /* kept while the listener is registered */
+            acc->armed &= ~(1u << slot);
+            rxu_mark_dirty(r, fd);  /* re-armed next round (once taken) */
+            if (res >= 0) {
+                acc->fds[slot] = res;
+                acc->done |= 1u << slot;
+            } else if (res != -ECANCELED && res != -EAGAIN && res != -EINTR && res != -ECONNABORTED) {
+                acc->err = res;  /* EMFILE, ...: for the acceptor's own triage (shed, back off) */
+            }
+            if ((acc->done || acc->err) && f->ev == RXU_NO_EVENT && (f->want & RXU_READ))
+                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, 0, RXU_EV_NONE, 0);
+            continue;
+        }
         if (kind == RXU_SEND) {
             struct rxu_aux *a = f->aux;  /* kept while its send is armed */
             f->armed &= (uint8_t)~(1u << RXU_SEND);
@@ -884,7 +1023,7 @@ ssize_t rx_uring_send(struct rx_uring *r, int fd, const void *buf, size_t count)
     if (f->armed & (1u << RXU_SEND))
         return errno = EAGAIN, -1;  /* and its buffer must not move meanwhile */
     size_t queued = a ? a->s_len - a->s_off : 0;
-    size_t n = RXU_SEND_CAP - queued;
+    size_t n = queued < r->send_cap ? r->send_cap - queued : 0;
     if (count < n)
         n = count;
     if (n == 0)
@@ -926,6 +1065,37 @@ size_t rx_uring_unsent(struct rx_uring *r, int fd)
     return r->fds[fd].aux->s_len - r->fds[fd].aux->s_off;
 }
 
+/* accept4(2)'s contract for a ring listener: a connection one of its
+ * accepts brought (made with SOCK_NONBLOCK | SOCK_CLOEXEC, whatever flags
+ * say) and its peer's address; -1 with EAGAIN when none waits, or with the
+ * error an accept met (reported once; the accepts are re-armed after). An
+ * fd that is not a ring listener gets accept4(2) itself. */
+int rx_uring_accept(struct rx_uring *r, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct rxu_fd *f = fd >= 0 && fd < r->nfds ? &r->fds[fd] : NULL;
+    if (!f || !(f->want & RXU_ACCEPT))
+        return accept4(fd, addr, addrlen, flags);
+    struct rxu_acc *acc = f->aux->acc;
+    if (acc->done) {
+        int slot = __builtin_ctz(acc->done);
+        acc->done &= ~(1u << slot);
+        rxu_mark_dirty(r, fd);  /* its slot is re-armed next round */
+        if (addr && addrlen) {
+            socklen_t n = acc->lens[slot] < *addrlen ? acc->lens[slot] : *addrlen;
+            memcpy(addr, &acc->addrs[slot], n);
+            *addrlen = acc->lens[slot];
+        }
+        return acc->fds[slot];
+    }
+    if (acc->err) {
+        int err = -acc->err;
+        acc->err = 0;
+        rxu_mark_dirty(r, fd);
+        return errno = err, -1;
+    }
+    return errno = EAGAIN, -1;
+}
+
 void rx_uring_close(struct rx_uring *r)
 {
     if (!r)
@@ -961,11 +1131,18 @@ void rx_uring_close(struct rx_uring *r)
     if (r->br)
         munmap(r->br, r->br_sz);
     for (int i = 0; i < r->nfds; i++) {
-        if (r->fds[i].aux) {
-            free(r->fds[i].aux->held_data);
-            free(r->fds[i].aux->s_data);
-            free(r->fds[i].aux);
+        struct rxu_aux *a = r->fds[i].aux;
+        if (!a)
+            continue;
+        if (a->acc) {
+            for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++)
+                if (a->acc->done & (1u << slot))
+                    close(a->acc->fds[slot]);
+            free(a->acc);
         }
+        free(a->held_data);
+        free(a->s_data);
+        free(a);
     }
     free(r->fds);
     free(r->dirty);

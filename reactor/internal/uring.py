@@ -45,7 +45,21 @@ and ``polling`` still calls ``callback(fd, events)``. What changes:
   for the rest. ``unsent(fd)`` counts what was taken but not yet confirmed
   sent: a connection closing after a flush (peer EOF, ``Action.CLOSE``)
   waits for it to be 0, as it waits for its own queue on epoll.
-* Every other fd (listener, UDP socket, this poller's eventfd) gets a one-
+* A listening stream socket (``add_listener``) has up to 32
+  ``IORING_OP_ACCEPT`` requests in flight, each with its own address
+  buffer: the kernel accepts connections as they arrive, with no syscall of
+  ours, and each waits in its slot until the acceptor's ``accept4``
+  (``Poller.accept4``, accept4(2) on epoll) takes it; the slot is re-armed
+  with the next round's enter. The listener is reported readable while
+  connections wait; beyond 32, they wait in the kernel's backlog, as with
+  epoll. An accept's error (EMFILE at fd exhaustion) is reported by the
+  next ``accept4``, and the acceptor's triage (shed on the spare fd, back
+  off) runs as on epoll. Not one multishot accept: it has a single address
+  buffer for every connection, and ``getpeername(2)`` afterwards fails for
+  a connection its peer reset while it waited, which ``accept4(2)`` still
+  hands over (test_uring.py's fd-reuse test lost 27 of 483 such
+  connections that way).
+* Every other fd (UDP socket, this poller's eventfd) gets a one-
   shot ``IORING_OP_POLL_ADD``, re-armed after each report: level-triggered
   readiness, as with epoll; write interest on such an fd is a one-shot
   POLLOUT poll, and its writes (UDP ``sendto``) stay syscalls.
@@ -93,7 +107,7 @@ RING_ENTRIES = 256
 RING_BUFFERS = 64
 
 _OP_ADD, _OP_MOD, _OP_DEL = 0, 1, 2
-_R, _W, _STREAM = unix.lib.RXU_READ, unix.lib.RXU_WRITE, unix.lib.RXU_STREAM
+_R, _W, _STREAM, _ACCEPT = unix.lib.RXU_READ, unix.lib.RXU_WRITE, unix.lib.RXU_STREAM, unix.lib.RXU_ACCEPT
 
 
 class IoUringUnavailable(OSError):
@@ -108,7 +122,7 @@ def probe() -> tuple[bool, str]:
     """Whether this process can use the io_uring backend, and if not why (tried once, then remembered)."""
     global _probed
     if _probed is None:
-        ring = unix.lib.rx_uring_open(4, 1, 4096)
+        ring = unix.lib.rx_uring_open(4, 1, 4096, 0)
         if ring == unix.ffi.NULL:
             err = unix.ffi.errno
             _probed = (False, _why(err))
@@ -158,12 +172,16 @@ class UringPoller(Poller):
 
     backend = "io_uring"
 
-    def __init__(self, logger: logging.Logger | None = None, read_buffer_cap: int = 0) -> None:
+    def __init__(
+        self, logger: logging.Logger | None = None, read_buffer_cap: int = 0, send_buffer_cap: int = 0
+    ) -> None:
         self._bufsize = read_buffer_cap or 64 * 1024
+        #: What ``write`` takes per connection for the ring's next send (0: 64 KiB).
+        self._send_cap = send_buffer_cap
         super().__init__(logger)
 
     def _open(self) -> None:
-        ring = unix.lib.rx_uring_open(RING_ENTRIES, RING_BUFFERS, self._bufsize)
+        ring = unix.lib.rx_uring_open(RING_ENTRIES, RING_BUFFERS, self._bufsize, self._send_cap)
         if ring == unix.ffi.NULL:
             err = unix.ffi.errno
             raise IoUringUnavailable(err, _why(err))
@@ -181,6 +199,7 @@ class UringPoller(Poller):
         self.write = functools.partial(unix.lib.rx_uring_send, ring)
         self.write_nowait = functools.partial(unix.write_nowait, write=self.write)
         self.writev_nowait = self._sendv
+        self.accept4 = functools.partial(unix.accept4, accept=functools.partial(unix.lib.rx_uring_accept, ring))
         self._wait_fn = unix.lib.rx_uring_wait
         self._wait_on = ring
         self._wait_name = f"io_uring_enter(fd={self.fd})"
@@ -197,6 +216,10 @@ class UringPoller(Poller):
     def add_stream(self, fd: int) -> None:
         """A stream connection: its reads are recv requests on the ring (see the module docstring)."""
         self._ctl(_OP_ADD, fd, _R | _STREAM)
+
+    def add_listener(self, fd: int) -> None:
+        """A listening stream socket: accepted by accept requests on the ring (see the module docstring)."""
+        self._ctl(_OP_ADD, fd, _R | _ACCEPT)
 
     def add_write(self, fd: int, extra: int = 0) -> None:
         self._ctl(_OP_ADD, fd, _W)
