@@ -453,9 +453,11 @@ def test_io_uring_data_path_makes_no_read_or_write_syscalls(reactor_backend: str
     assert epoll.get("read", 0) >= n, report
     assert writes(epoll) >= n, report
     assert epoll.get("io_uring_setup", 0) == 0 and epoll.get("io_uring_enter", 0) == 0, report
-    # io_uring: one io_uring_enter per round trip submits the answer's send
-    # with the re-armed recv and waits for the next completion.
-    assert 0.5 * n <= uring.get("io_uring_enter", 0) <= 1.5 * n, report
+    # io_uring: the answer's send goes with the re-armed recv in the next
+    # io_uring_enter. One or two per round trip: after a round with events the
+    # loop submits without waiting (gnet's busy round), and a send's own
+    # completion can end a wait; never the three calls of epoll.
+    assert 0.5 * n <= uring.get("io_uring_enter", 0) <= 2.2 * n, report
     assert epoll_waits(uring) < 0.1 * n, report
     # ... the bytes come with the completions: the data path makes (almost) no read(2) ...
     data_path_reads = uring.get("read", 0) - (epoll.get("read", 0) - n)  # minus start-up's reads
