@@ -17,7 +17,14 @@ Run ``python build_ffi.py`` to build the module in place for quick experiments
 
 from __future__ import annotations
 
+import os
+
 from cffi import FFI
+
+#: The io_uring backend's declarations: one text for the cdef below and for the C (csrc/rx_uring.h says why).
+_CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+with open(os.path.join(_CSRC, "rx_uring.h")) as _h:
+    _URING_H = _h.read()
 
 # Constants: each is resolved by the C compiler from the system headers.
 _CONSTANTS = """
@@ -94,17 +101,6 @@ int rx_eventfd_write(int fd, uint64_t value);
 int rx_eventfd_read(int fd, uint64_t *value);
 int rx_set_pdeathsig(int sig);
 
-/* The io_uring backend (csrc/rx_uring.c; reactor/internal/uring.py). */
-#define RXU_READ ...
-#define RXU_WRITE ...
-#define RXU_STREAM ...
-struct rx_uring;
-struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize);
-int rx_uring_fd(struct rx_uring *r);
-int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want);
-int rx_uring_wait(struct rx_uring *r, void *unused, int maxevents, int timeout, int *fds, uint32_t *masks);
-ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count);
-void rx_uring_close(struct rx_uring *r);
 """
 
 SOURCE = r"""
@@ -167,16 +163,7 @@ int rx_eventfd_read(int fd, uint64_t *value)
 }
 
 /* The io_uring backend's entry points, defined in csrc/rx_uring.c. */
-#define RXU_READ 1
-#define RXU_WRITE 2
-#define RXU_STREAM 4
-struct rx_uring;
-struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize);
-int rx_uring_fd(struct rx_uring *r);
-int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want);
-int rx_uring_wait(struct rx_uring *r, void *unused, int maxevents, int timeout, int *fds, uint32_t *masks);
-ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count);
-void rx_uring_close(struct rx_uring *r);
+#include "rx_uring.h"
 
 /* prctl(2) is variadic; a fixed signature keeps cffi from guessing the
    type of the unsigned long argument. */
@@ -187,10 +174,11 @@ int rx_set_pdeathsig(int sig)
 """
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF + _URING_H)
 # The io_uring backend is C of its own (~450 lines): a separate file keeps
 # this one readable and gives the compiler's messages real line numbers.
-ffibuilder.set_source("reactor._sys", SOURCE, sources=["csrc/rx_uring.c"], extra_compile_args=["-O2"])
+ffibuilder.set_source("reactor._sys", SOURCE, sources=["csrc/rx_uring.c"], include_dirs=[_CSRC],
+                      depends=[os.path.join(_CSRC, "rx_uring.h")], extra_compile_args=["-O2"])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "rx_uring.h"
 /* ---- io_uring: the ring, driven from Python once per loop iteration ----------------------------
  *
  * Why in C: a loop iteration may arm dozens of requests and reap as many
@@ -27,7 +30,22 @@
  * get a one-shot IORING_OP_POLL_ADD, re-armed after each report: level-
  * triggered, like the epoll backend.
  *
- * user_data: kind in bits 0-1, fd in bits 2-31, the fd's generation in the
+ * Writes too go through the ring on a stream socket: rx_uring_send copies
+ * the bytes into the connection's send buffer (write(2)'s contract: it
+ * returns how many it took), and the next rx_uring_wait submits an
+ * IORING_OP_SEND for them with the round's other requests, in the same
+ * io_uring_enter that waits. Most sends complete inside that enter; one
+ * that finds the socket buffer full waits in the kernel for room, and
+ * meanwhile rx_uring_send takes nothing more (EAGAIN), so the connection
+ * queues its output and asks for write interest, as on epoll. For a ring
+ * connection, "writable" is reported when no send is in flight.
+ *
+ * A listener (RXU_ACCEPT) has up to RXU_ACCEPT_SLOTS IORING_OP_ACCEPTs in
+ * flight, each with its own address buffer; rx_uring_accept hands their
+ * connections over with accept4(2)'s contract (see struct rxu_acc).
+ *
+ * user_data: kind in bits 0-2, an accept's slot in bits 3-7, fd in bits
+ * 8-31, the fd's generation in the
  * high 32 bits. A generation is bumped when an fd is deleted, so a completion
  * that arrives after its fd was closed (and perhaps reused by a new
  * connection) is recognised as stale and dropped, never misattributed. */
@@ -43,15 +61,61 @@
 #define RXU_RECV 1
 #define RXU_POLLIN 2
 #define RXU_POLLOUT 3
+#define RXU_SEND 4
+#define RXU_ACCEPT_K 5
+#define RXU_KIND_MASK 7
+#define RXU_SLOT_SHIFT 3   /* an accept's slot (see struct rxu_acc) */
+#define RXU_SLOT_MASK 31
+#define RXU_FD_SHIFT 8
 
-#define RXU_READ 1
-#define RXU_WRITE 2
-#define RXU_STREAM 4
+/* RXU_READ, RXU_WRITE, RXU_STREAM, RXU_ACCEPT: rx_uring.h; and, inside want only: */
 #define RXU_REG 8
 
+/* What rx_uring_send takes per connection before the kernel has it, by
+ * default (the loop's per-round flush, MAX_BYTES_TO_WRITE_PER_LOOP); the
+ * socket_send_buffer option, when set, replaces it. Beyond it, and while a
+ * send is in flight, output waits in the Conn's queue, where back-pressure
+ * (write_buffer_cap, async_write's result and limit) counts it: so this is
+ * all that a connection holds on io_uring and not on epoll, as if its
+ * socket buffer were that much larger. A user who made the socket buffer
+ * small, to keep output where back-pressure sees it, gets as small a one
+ * here. */
+#define RXU_SEND_CAP (64 * 1024)
+
 #define RXU_NO_EVENT (-1)
-/* The fd field of the user_data of rxu_kick's cancel (no real fd is this large). */
-#define RXU_KICK_FD 0x3fffffff
+#define RXU_FD_MASK 0xffffff  /* 24 bits: above any RLIMIT_NOFILE (fs.nr_open is at most 2^30, 2^20 by default) */
+
+/* What an fd needs only now and then (held results, output on its way):
+ * made on first use and freed when idle, so that an idle connection costs
+ * the ring 24 bytes. */
+struct rxu_aux {
+    char *held_data;   /* held bytes: held_data[held_off:held_len] */
+    size_t held_off, held_len, held_cap;
+    int32_t held_res;  /* how the held results end (held_end): 0 EOF, < 0 -errno */
+    int32_t s_err;     /* a send failed with -s_err: every later rx_uring_send reports it */
+    char *s_data;      /* output taken by rx_uring_send: s_data[s_off:s_len]; in flight while RXU_SEND is armed */
+    uint32_t s_off, s_len, s_cap;
+    struct rxu_acc *acc;  /* a listener's accepts */
+};
+
+/* A listener's accepts. Not one multishot accept: it has one address
+ * buffer for every connection it accepts, and getpeername(2) afterwards
+ * fails for a connection the peer reset while it waited, which accept4(2)
+ * still hands over with its address (the loop then sees the reset, and the
+ * handler gets on_opened and on_closed, as on epoll). So: a slot per accept
+ * in flight, each with its own address; a slot's connection waits there
+ * until rx_uring_accept takes it, and the slot is re-armed the next round.
+ * At most RXU_ACCEPT_SLOTS connections wait in the ring; the rest wait in
+ * the kernel's backlog, as with epoll. */
+#define RXU_ACCEPT_SLOTS 32
+struct rxu_acc {
+    uint32_t armed;    /* slots with an accept in flight */
+    uint32_t done;     /* slots holding an accepted fd not yet taken */
+    int32_t err;       /* an accept failed with -err (EMFILE, ...): reported by the next rx_uring_accept */
+    int fds[RXU_ACCEPT_SLOTS];
+    socklen_t lens[RXU_ACCEPT_SLOTS];
+    struct sockaddr_storage addrs[RXU_ACCEPT_SLOTS];
+};
 
 struct rxu_fd {
     uint32_t gen;
@@ -60,11 +124,19 @@ struct rxu_fd {
     uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
     uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
     uint8_t starved;   /* its last recv found no free buffer (ENOBUFS): re-armed within a budget */
-    uint8_t held_end;  /* the held results end with held_res: 0 EOF, < 0 -errno */
-    int32_t held_res;
+    uint8_t held_end;  /* the held results end (aux->held_res) */
     int32_t ev;        /* index of this fd's unread recv event in the batch, or RXU_NO_EVENT */
-    char *held_data;   /* held bytes: held_data[held_off:held_len] */
-    size_t held_off, held_len, held_cap;
+    struct rxu_aux *aux;
+};
+
+/* Memory the kernel may still use after its fd was deleted: a send buffer
+ * whose send was in flight, a listener's accept slots (their address
+ * buffers). Freed when the last of those requests' completions (or
+ * cancellations) arrives, never before. */
+struct rxu_grave {
+    uint64_t ud;       /* the requests' user_data, slot bits cleared */
+    void *data;
+    int pending;       /* completions still to come */
 };
 
 /* What kind of data an event carries for rx_uring_read. */
@@ -83,8 +155,7 @@ struct rx_uring {
     void *sq_ring, *cq_ring;
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     unsigned sq_local;      /* our tail: SQEs filled, published at submit */
-    int kick_pending;       /* a cancel of every recv (see rxu_kick) is on its way */
-    int ran_dry;            /* the buffer ring ran dry since the last kick */
+    size_t send_cap;        /* what rx_uring_send takes per connection (RXU_SEND_CAP) */
     unsigned to_submit;
     /* the provided-buffer ring (group 0) */
     struct io_uring_buf_ring *br;
@@ -103,6 +174,8 @@ struct rx_uring {
     uint32_t *ev_gen;
     uint16_t *ev_bid;
     uint8_t *ev_kind;
+    struct rxu_grave *graves;
+    int ngraves, graves_cap;
 };
 
 static int rxu_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
@@ -192,7 +265,29 @@ static struct io_uring_sqe *rxu_sqe(struct rx_uring *r)
 
 static uint64_t rxu_ud(int kind, int fd, uint32_t gen)
 {
-    return ((uint64_t)gen << 32) | ((uint64_t)(uint32_t)fd << 2) | (uint64_t)kind;
+    return ((uint64_t)gen << 32) | ((uint64_t)(uint32_t)fd << RXU_FD_SHIFT) | (uint64_t)kind;
+}
+
+static uint64_t rxu_ud_slot(int kind, int slot, int fd, uint32_t gen)
+{
+    return rxu_ud(kind, fd, gen) | ((uint64_t)slot << RXU_SLOT_SHIFT);
+}
+
+static struct rxu_aux *rxu_aux(struct rxu_fd *f)
+{
+    if (!f->aux)
+        f->aux = calloc(1, sizeof *f->aux);
+    return f->aux;
+}
+
+/* Free the aux of an fd that needs it no more. */
+static void rxu_aux_trim(struct rxu_fd *f)
+{
+    struct rxu_aux *a = f->aux;
+    if (a && !f->held && !a->s_data && !a->s_err && !a->acc) {
+        free(a);
+        f->aux = NULL;
+    }
 }
 
 static int rxu_arm(struct rx_uring *r, int fd, int kind)
@@ -213,6 +308,16 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
         sqe->flags = IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
         sqe->len = (uint32_t)r->bufsize;
+    } else if (kind == RXU_SEND) {
+        /* Not MSG_WAITALL: a partial send completes with its count and the
+         * rest is sent by the next one, so a cancelled send never leaves a
+         * count of sent bytes unknown. MSG_NOSIGNAL: a reset peer must give
+         * EPIPE, not kill the process with SIGPIPE. */
+        struct rxu_aux *a = f->aux;
+        sqe->opcode = IORING_OP_SEND;
+        sqe->addr = (uint64_t)(uintptr_t)(a->s_data + a->s_off);
+        sqe->len = a->s_len - a->s_off;
+        sqe->msg_flags = MSG_NOSIGNAL;
     } else {
         sqe->opcode = IORING_OP_POLL_ADD;
         /* one-shot: re-armed after each report, which makes it level-triggered */
@@ -222,13 +327,53 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
     return 0;
 }
 
+/* Arm every free slot of a listener (not while an error waits to be reported). */
+static int rxu_arm_accepts(struct rx_uring *r, int fd)
+{
+    struct rxu_fd *f = &r->fds[fd];
+    struct rxu_acc *acc = f->aux->acc;
+    if (acc->err)
+        return 0;
+    for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++) {
+        uint32_t bit = 1u << slot;
+        if ((acc->armed | acc->done) & bit)
+            continue;
+        struct io_uring_sqe *sqe = rxu_sqe(r);
+        if (!sqe)
+            return -EBUSY;
+        sqe->opcode = IORING_OP_ACCEPT;
+        sqe->fd = fd;
+        acc->lens[slot] = (socklen_t)sizeof acc->addrs[slot];
+        sqe->addr = (uint64_t)(uintptr_t)&acc->addrs[slot];
+        sqe->addr2 = (uint64_t)(uintptr_t)&acc->lens[slot];
+        sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+        sqe->user_data = rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen);
+        acc->armed |= bit;
+    }
+    return 0;
+}
+
 static void rxu_drop_held(struct rxu_fd *f)
 {
-    free(f->held_data);
-    f->held_data = NULL;
-    f->held_off = f->held_len = f->held_cap = 0;
+    struct rxu_aux *a = f->aux;
     f->held = f->held_end = 0;
-    f->held_res = 0;
+    if (a) {
+        free(a->held_data);
+        a->held_data = NULL;
+        a->held_off = a->held_len = a->held_cap = 0;
+        a->held_res = 0;
+        rxu_aux_trim(f);
+    }
+}
+
+/* The output is all sent (or can never be): its buffer goes. */
+static void rxu_drop_sent(struct rxu_fd *f)
+{
+    struct rxu_aux *a = f->aux;
+    free(a->s_data);
+    a->s_data = NULL;
+    a->s_off = a->s_len = a->s_cap = 0;
+    rxu_aux_trim(f);
 }
 
 /* Keep a recv result back: its bytes are appended to what is held (order
@@ -239,47 +384,53 @@ static void rxu_drop_held(struct rxu_fd *f)
  * so at most one buffer's worth is kept. */
 static void rxu_hold(struct rx_uring *r, struct rxu_fd *f, int res, const char *data)
 {
+    struct rxu_aux *a = rxu_aux(f);
     f->held = 1;
+    if (!a) {
+        f->held_end = 1;  /* no memory for the aux: the connection is closed with ENOMEM */
+        return;
+    }
     if (res <= 0) {
         if (!f->held_end) {
             f->held_end = 1;
-            f->held_res = res;
+            a->held_res = res;
         }
         return;
     }
     if (f->held_end)
         return;  /* nothing comes after an end */
-    if (f->held_len + (size_t)res > f->held_cap) {
-        if (f->held_off) {  /* reuse the part already read */
-            memmove(f->held_data, f->held_data + f->held_off, f->held_len - f->held_off);
-            f->held_len -= f->held_off;
-            f->held_off = 0;
+    if (a->held_len + (size_t)res > a->held_cap) {
+        if (a->held_off) {  /* reuse the part already read */
+            memmove(a->held_data, a->held_data + a->held_off, a->held_len - a->held_off);
+            a->held_len -= a->held_off;
+            a->held_off = 0;
         }
-        if (f->held_len + (size_t)res > f->held_cap) {
-            size_t cap = f->held_cap ? f->held_cap : r->bufsize;
-            while (cap < f->held_len + (size_t)res)
+        if (a->held_len + (size_t)res > a->held_cap) {
+            size_t cap = a->held_cap ? a->held_cap : r->bufsize;
+            while (cap < a->held_len + (size_t)res)
                 cap *= 2;
-            char *d = realloc(f->held_data, cap);
+            char *d = realloc(a->held_data, cap);
             if (!d) {
                 f->held_end = 1;
-                f->held_res = -ENOMEM;  /* the connection is closed with ENOMEM, nothing silently lost */
+                a->held_res = -ENOMEM;  /* the connection is closed with ENOMEM, nothing silently lost */
                 return;
             }
-            f->held_data = d;
-            f->held_cap = cap;
+            a->held_data = d;
+            a->held_cap = cap;
         }
     }
-    memcpy(f->held_data + f->held_len, data, (size_t)res);
-    f->held_len += (size_t)res;
+    memcpy(a->held_data + a->held_len, data, (size_t)res);
+    a->held_len += (size_t)res;
 }
 
 void rx_uring_close(struct rx_uring *r);
 
-struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize)
+struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsize, unsigned send_cap)
 {
     struct rx_uring *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->send_cap = send_cap ? send_cap : RXU_SEND_CAP;
     r->fd = -1;
     struct io_uring_params p;
     /* COOP_TASKRUN: completions are posted when the loop next enters the
@@ -391,6 +542,38 @@ int rx_uring_fd(struct rx_uring *r)
     return r->fd;
 }
 
+static int rxu_bury(struct rx_uring *r, uint64_t ud, void *data, int pending)
+{
+    if (r->ngraves == r->graves_cap) {
+        int cap = r->graves_cap ? r->graves_cap * 2 : 16;
+        struct rxu_grave *g = realloc(r->graves, (size_t)cap * sizeof *g);
+        if (!g)
+            return -ENOMEM;
+        r->graves = g;
+        r->graves_cap = cap;
+    }
+    r->graves[r->ngraves].ud = ud;
+    r->graves[r->ngraves].data = data;
+    r->graves[r->ngraves].pending = pending;
+    r->ngraves++;
+    return 0;
+}
+
+/* A stale request has completed: free what it used once the last is in. */
+static void rxu_unbury(struct rx_uring *r, uint64_t ud)
+{
+    ud &= ~((uint64_t)RXU_SLOT_MASK << RXU_SLOT_SHIFT);
+    for (int i = 0; i < r->ngraves; i++) {
+        if (r->graves[i].ud == ud) {
+            if (--r->graves[i].pending == 0) {
+                free(r->graves[i].data);
+                r->graves[i] = r->graves[--r->ngraves];
+            }
+            return;
+        }
+    }
+}
+
 /* Set fd's interest (epoll_ctl's counterpart). op: 0 add, 1 modify, 2
  * delete; want: RXU_READ | RXU_WRITE, plus RXU_STREAM on add for a stream
  * socket whose reads are to be done by the ring. Delete cancels what is in
@@ -401,6 +584,8 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
 {
     if (fd < 0)
         return errno = EBADF, -1;
+    if (fd > RXU_FD_MASK)
+        return errno = EINVAL, -1;  /* does not fit user_data's fd field */
     int err = rxu_grow(r, fd);
     if (err < 0)
         return errno = -err, -1;
@@ -408,15 +593,35 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
     if (op == 0) {
         if (f->want & RXU_REG)
             return errno = EEXIST, -1;
-        f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM)));
+        if ((want & RXU_ACCEPT) && (!rxu_aux(f) || !(f->aux->acc = calloc(1, sizeof *f->aux->acc)))) {
+            rxu_aux_trim(f);
+            return errno = ENOMEM, -1;
+        }
+        f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM | RXU_ACCEPT)));
         f->starved = 0;
     } else {
         if (!(f->want & RXU_REG))
             return errno = ENOENT, -1;
         if (op == 1) {
-            f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM)) | (want & (RXU_READ | RXU_WRITE)));
+            f->want = (uint8_t)((f->want & (RXU_REG | RXU_STREAM | RXU_ACCEPT)) | (want & (RXU_READ | RXU_WRITE)));
         } else {
-            for (int kind = RXU_RECV; kind <= RXU_POLLOUT; kind++) {
+            struct rxu_aux *a = f->aux;
+            if (a && a->s_len > a->s_off && !a->s_err) {
+                if (f->armed & (1u << RXU_SEND)) {
+                    /* In flight: the socket was full when it was sent, so it
+                     * is dropped, as epoll's close drops what write(2) could
+                     * not take. Its buffer waits for the cancellation. */
+                    if (rxu_bury(r, rxu_ud(RXU_SEND, fd, f->gen), a->s_data, 1) < 0)
+                        return errno = ENOMEM, -1;
+                    a->s_data = NULL;
+                } else {
+                    /* Taken by rx_uring_send but not yet submitted: what epoll's
+                     * write(2) would have done by now, done now, before close(2). */
+                    (void)send(fd, a->s_data + a->s_off, a->s_len - a->s_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                }
+            }
+            int had = f->armed;
+            for (int kind = RXU_RECV; kind <= RXU_SEND; kind++) {
                 if (f->armed & (1u << kind)) {
                     struct io_uring_sqe *sqe = rxu_sqe(r);
                     if (!sqe)
@@ -427,12 +632,42 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
                     sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
                 }
             }
-            int had = f->armed;
+            struct rxu_acc *acc = a ? a->acc : NULL;
+            if (acc) {
+                /* A listener: cancel its accepts; connections accepted but not
+                 * taken are closed (their peers see it at once). */
+                for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++) {
+                    if (acc->done & (1u << slot))
+                        close(acc->fds[slot]);
+                    if (!(acc->armed & (1u << slot)))
+                        continue;
+                    struct io_uring_sqe *sqe = rxu_sqe(r);
+                    if (!sqe)
+                        return errno = EBUSY, -1;
+                    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+                    sqe->fd = -1;
+                    sqe->addr = rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen);
+                    sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
+                    had = 1;
+                }
+                if (acc->armed) {
+                    if (rxu_bury(r, rxu_ud(RXU_ACCEPT_K, fd, f->gen), acc, __builtin_popcount(acc->armed)) < 0)
+                        return errno = ENOMEM, -1;
+                } else {
+                    free(acc);
+                }
+                a->acc = NULL;
+            }
             f->want = 0;
             f->armed = 0;
             f->gen++;
             f->ev = RXU_NO_EVENT;
             rxu_drop_held(f);
+            if (f->aux) {
+                free(f->aux->s_data);
+                free(f->aux);
+                f->aux = NULL;
+            }
             if (had) {
                 err = rxu_submit(r, 0, 0, NULL, 0);
                 if (err < 0)
@@ -506,34 +741,6 @@ static int rxu_emit(struct rx_uring *r, int *fds, uint32_t *masks, int fd, uint3
  * copy up to max events into fds/masks (rx_epoll_wait's contract; `unused`
  * keeps its signature so the poller's loop calls either the same way).
  * Returns the event count, or -1 with errno set. */
-/* Cancel every recv in flight; they come back -ECANCELED and are re-armed
- * as starved ones, within the per-round budget.
- *
- * Why: a recv parked waiting for bytes (the kernel's internal poll) that
- * is woken when they arrive but finds the buffer ring empty goes back to
- * waiting, without a completion (seen on 6.18: bench conns-10k hung with
- * 406 sockets holding unread bytes and their recvs parked). No new bytes
- * will come on such a connection (the peer waits for our answer), so only
- * re-submitting its recv gets it going. The ring ran dry when a round
- * reaped a completion of every buffer, or a recv failed with ENOBUFS; the
- * kick is sent when the loop is about to sleep after that (while it is
- * busy, bytes keep arriving and completions keep it going), so there is
- * at most one per idle moment after a starved burst. */
-static void rxu_kick(struct rx_uring *r)
-{
-    if (r->kick_pending)
-        return;
-    struct io_uring_sqe *sqe = rxu_sqe(r);
-    if (!sqe)
-        return;  /* the ring is full: the next starved round tries again */
-    sqe->opcode = IORING_OP_ASYNC_CANCEL;
-    sqe->fd = -1;
-    sqe->len = IORING_OP_RECV;  /* the opcode to match (IORING_ASYNC_CANCEL_OP, 6.6+) */
-    sqe->cancel_flags = IORING_ASYNC_CANCEL_OP | IORING_ASYNC_CANCEL_ALL;
-    sqe->user_data = rxu_ud(RXU_CANCEL, RXU_KICK_FD, 0);
-    r->kick_pending = 1;
-}
-
 int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *fds, uint32_t *masks)
 {
     (void)unused;
@@ -554,18 +761,56 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         int fd = r->dirty[k];
         struct rxu_fd *f = &r->fds[fd];
         unsigned want = f->want;
-        if ((want & RXU_WRITE) && !(f->armed & (1u << RXU_POLLOUT)) && rxu_arm(r, fd, RXU_POLLOUT) < 0) {
+        struct rxu_aux *a = f->aux;
+        if (want & RXU_ACCEPT) {
+            /* A listener: reported while connections (or an error) wait to be
+             * taken, level-triggered; its free slots are re-armed. */
+            struct rxu_acc *acc = a->acc;
+            int again = 0;
+            if (want & RXU_READ) {
+                if ((acc->done || acc->err) && f->ev == RXU_NO_EVENT) {
+                    if (r->nev < max)
+                        f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, 0, RXU_EV_NONE, 0);
+                    again = 1;  /* until rx_uring_accept has taken them all */
+                }
+                if (rxu_arm_accepts(r, fd) < 0)
+                    again = 1;  /* the ring is full: next round */
+            }
+            if (again)
+                r->dirty[keep++] = fd;
+            else
+                f->dirty = 0;
+            continue;
+        }
+        /* Output first: a send taken this round goes out with this enter. */
+        if (a && a->s_len > a->s_off && !a->s_err && !(f->armed & (1u << RXU_SEND)) &&
+            rxu_arm(r, fd, RXU_SEND) < 0) {
             r->dirty[keep++] = fd;  /* the ring is full: next round */
             continue;
+        }
+        /* Write interest. A ring connection is writable when no send is in
+         * flight (level-triggered: reported every round until interest goes
+         * off or a send is armed); other fds get a POLLOUT poll. */
+        uint32_t out = 0;
+        if (want & RXU_WRITE) {
+            if (want & RXU_STREAM) {
+                if (!(f->armed & (1u << RXU_SEND)))
+                    out = EPOLLOUT;
+            } else if (!(f->armed & (1u << RXU_POLLOUT)) && rxu_arm(r, fd, RXU_POLLOUT) < 0) {
+                r->dirty[keep++] = fd;
+                continue;
+            }
         }
         if (f->held && (want & RXU_READ)) {
             /* Deliver the held result; no recv is armed until it has been
              * read (bytes stay in order), so the fd stays dirty. */
             if (r->nev < max)
-                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, f->held_res, RXU_EV_HELD, 0);
+                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN | out, 0, RXU_EV_HELD, 0);
             r->dirty[keep++] = fd;
             continue;
         }
+        if (out && r->nev < max)
+            rxu_emit(r, fds, masks, fd, out, 0, RXU_EV_NONE, 0);
         if (want & RXU_READ) {
             int kind = (want & RXU_STREAM) ? RXU_RECV : RXU_POLLIN;
             if (!(f->armed & (1u << kind))) {
@@ -582,19 +827,21 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
                     starved_budget--;
             }
         }
-        f->dirty = 0;
+        if (out)
+            r->dirty[keep++] = fd;  /* reported again next round while it lasts */
+        else
+            f->dirty = 0;
     }
     r->ndirty = keep;
     int n_held = r->nev;
-    /* Wait only if nothing is ready to report already. */
-    /* Not while starved recvs wait for their turn: they may be all that
-     * can make progress (the armed ones may be parked on idle sockets). */
+    /* Wait only if nothing is ready to report already, and not while
+     * starved recvs wait for their turn: the socket behind one of them
+     * already holds bytes, and its peer may send nothing more until it is
+     * answered, so nothing would wake the wait (a burst on more connections
+     * than there are buffers stalled this way: bench conns-10k, and
+     * test_uring.py's burst test, which fails without this condition). */
     int wait = timeout != 0 && n_held == 0 && deferred == 0 && __atomic_load_n(r->cq_head, __ATOMIC_RELAXED) ==
                                                  __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
-    if (wait && r->ran_dry && !r->kick_pending) {
-        rxu_kick(r);  /* its completions wake this wait */
-        r->ran_dry = 0;
-    }
     int pending_work = (__atomic_load_n(r->sq_flags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN) != 0;
     if (r->to_submit || wait || pending_work) {
         struct __kernel_timespec ts;
@@ -617,7 +864,6 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
             return errno = -err, -1;
     }
     /* Reap. */
-    unsigned bufs_seen = 0, starved_seen = 0;
     unsigned head = *r->cq_head;
     unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     unsigned mask = *r->cq_mask;
@@ -625,33 +871,64 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         struct io_uring_cqe *cqe = &r->cqes[head & mask];
         head++;
         uint64_t ud = cqe->user_data;
-        int kind = (int)(ud & 3);
-        int fd = (int)((ud >> 2) & 0x3fffffff);
+        int kind = (int)(ud & RXU_KIND_MASK);
+        int fd = (int)((ud >> RXU_FD_SHIFT) & RXU_FD_MASK);
+        int slot = (int)((ud >> RXU_SLOT_SHIFT) & RXU_SLOT_MASK);
         uint32_t gen = (uint32_t)(ud >> 32);
         int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         int res = cqe->res;
-        if (kind == RXU_CANCEL && fd == RXU_KICK_FD) {
-            r->kick_pending = 0;
-            continue;
-        }
-        if (has_buf)
-            bufs_seen++;
         if (kind == RXU_CANCEL || fd >= r->nfds || r->fds[fd].gen != gen) {
             if (has_buf)
                 rxu_recycle(r, bid);  /* a stale recv's bytes: its fd is closed */
+            if (kind == RXU_SEND || kind == RXU_ACCEPT_K)
+                rxu_unbury(r, ud);
+            if (kind == RXU_ACCEPT_K && res >= 0)
+                close(res);  /* accepted as its listener was deleted: nobody will take it */
             continue;
         }
         struct rxu_fd *f = &r->fds[fd];
+        if (kind == RXU_ACCEPT_K) {
+            struct rxu_acc *acc = f->aux->acc;  /* kept while the listener is registered */
+            acc->armed &= ~(1u << slot);
+            rxu_mark_dirty(r, fd);  /* re-armed next round (once taken) */
+            if (res >= 0) {
+                acc->fds[slot] = res;
+                acc->done |= 1u << slot;
+            } else if (res != -ECANCELED && res != -EAGAIN && res != -EINTR && res != -ECONNABORTED) {
+                acc->err = res;  /* EMFILE, ...: for the acceptor's own triage (shed, back off) */
+            }
+            if ((acc->done || acc->err) && f->ev == RXU_NO_EVENT && (f->want & RXU_READ))
+                f->ev = rxu_emit(r, fds, masks, fd, EPOLLIN, 0, RXU_EV_NONE, 0);
+            continue;
+        }
+        if (kind == RXU_SEND) {
+            struct rxu_aux *a = f->aux;  /* kept while its send is armed */
+            f->armed &= (uint8_t)~(1u << RXU_SEND);
+            rxu_mark_dirty(r, fd);  /* the rest goes next round; or writable again */
+            if (res > 0) {
+                a->s_off += (uint32_t)res;  /* a partial send: the rest is re-armed */
+                if (a->s_off >= a->s_len)
+                    rxu_drop_sent(f);
+            } else if (res < 0 && res != -EAGAIN && res != -EINTR) {
+                /* The peer is gone (EPIPE, ECONNRESET, ...): the output can
+                 * never arrive. The loop learns it as it would from write(2):
+                 * the next rx_uring_send fails with it, and a read reports it
+                 * (an end held after the bytes already received). */
+                a->s_err = res;
+                rxu_drop_sent(f);
+                rxu_hold(r, f, res, NULL);
+            }
+            continue;
+        }
         if (kind == RXU_RECV) {
             /* The recv has ended (single-shot): re-armed next round if still wanted. */
             f->armed &= (uint8_t)~(1u << kind);
             rxu_mark_dirty(r, fd);
             if (res == -ENOBUFS || res == -ECANCELED) {
-                /* No buffer was free, or rxu_kick's cancel: re-armed in a
+                /* No buffer was free (or a cancel): re-armed in a
                  * later round, within that round's budget. */
                 f->starved = 1;
-                starved_seen += res == -ENOBUFS;
                 continue;
             }
             f->starved = 0;
@@ -683,8 +960,6 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         }
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
-    if (starved_seen || bufs_seen >= r->nbufs)
-        r->ran_dry = 1;  /* parked recvs may be stuck: kick them before sleeping */
     return r->nev;
 }
 
@@ -706,18 +981,19 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
     int32_t res = r->ev_res[i];
     r->ev_kind[i] = RXU_EV_NONE;
     if (kind == RXU_EV_HELD) {
-        size_t avail = f->held_len - f->held_off;
+        struct rxu_aux *a = f->aux;
+        size_t avail = a ? a->held_len - a->held_off : 0;
         if (avail) {
             size_t n = avail < count ? avail : count;
-            memcpy(buf, f->held_data + f->held_off, n);
-            f->held_off += n;
+            memcpy(buf, a->held_data + a->held_off, n);
+            a->held_off += n;
             res = (int32_t)n;
-            if (f->held_off == f->held_len && !f->held_end)
+            if (a->held_off == a->held_len && !f->held_end)
                 rxu_drop_held(f);  /* all delivered: recv completions go straight to the loop again */
             else
                 rxu_mark_dirty(r, fd);  /* more held: reported again next round */
         } else {
-            res = f->held_end ? f->held_res : -EAGAIN;
+            res = !f->held_end ? -EAGAIN : a ? a->held_res : -ENOMEM;
             rxu_drop_held(f);
         }
     } else if (kind == RXU_EV_BUF) {
@@ -728,6 +1004,96 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
     if (res < 0)
         return errno = -res, -1;
     return res;
+}
+
+/* write(2)'s contract for a ring connection: take up to count bytes for
+ * the next round's IORING_OP_SEND and return how many were taken; -1 with
+ * EAGAIN while a send is in flight (the socket buffer was full: the caller
+ * queues the rest and asks for write interest, as after a partial write),
+ * or with the error a failed send met. An fd that is not a ring connection
+ * gets a plain write(2). */
+ssize_t rx_uring_send(struct rx_uring *r, int fd, const void *buf, size_t count)
+{
+    struct rxu_fd *f = fd >= 0 && fd < r->nfds ? &r->fds[fd] : NULL;
+    if (!f || !(f->want & RXU_STREAM))
+        return write(fd, buf, count);
+    struct rxu_aux *a = f->aux;
+    if (a && a->s_err)
+        return errno = -a->s_err, -1;
+    if (f->armed & (1u << RXU_SEND))
+        return errno = EAGAIN, -1;  /* and its buffer must not move meanwhile */
+    size_t queued = a ? a->s_len - a->s_off : 0;
+    size_t n = queued < r->send_cap ? r->send_cap - queued : 0;
+    if (count < n)
+        n = count;
+    if (n == 0)
+        return count ? (errno = EAGAIN, -1) : 0;
+    if (!a && !(a = rxu_aux(f)))
+        return errno = ENOMEM, -1;
+    if (a->s_len + n > a->s_cap) {
+        if (a->s_off) {
+            memmove(a->s_data, a->s_data + a->s_off, a->s_len - a->s_off);
+            a->s_len -= a->s_off;
+            a->s_off = 0;
+        }
+        if (a->s_len + n > a->s_cap) {
+            size_t cap = a->s_cap ? 2 * (size_t)a->s_cap : 512;
+            while (cap < a->s_len + n)
+                cap *= 2;
+            char *d = realloc(a->s_data, cap);
+            if (!d) {
+                rxu_aux_trim(f);
+                return errno = ENOMEM, -1;
+            }
+            a->s_data = d;
+            a->s_cap = (uint32_t)cap;
+        }
+    }
+    memcpy(a->s_data + a->s_len, buf, n);
+    a->s_len += (uint32_t)n;
+    if (rxu_mark_dirty(r, fd) < 0)
+        return errno = ENOMEM, -1;  /* nothing marks it sent: the caller fails the connection */
+    return (ssize_t)n;
+}
+
+/* Output rx_uring_send took that the kernel has not confirmed sent yet: a
+ * connection closing after a flush waits for it to be 0. */
+size_t rx_uring_unsent(struct rx_uring *r, int fd)
+{
+    if (fd < 0 || fd >= r->nfds || !r->fds[fd].aux)
+        return 0;
+    return r->fds[fd].aux->s_len - r->fds[fd].aux->s_off;
+}
+
+/* accept4(2)'s contract for a ring listener: a connection one of its
+ * accepts brought (made with SOCK_NONBLOCK | SOCK_CLOEXEC, whatever flags
+ * say) and its peer's address; -1 with EAGAIN when none waits, or with the
+ * error an accept met (reported once; the accepts are re-armed after). An
+ * fd that is not a ring listener gets accept4(2) itself. */
+int rx_uring_accept(struct rx_uring *r, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct rxu_fd *f = fd >= 0 && fd < r->nfds ? &r->fds[fd] : NULL;
+    if (!f || !(f->want & RXU_ACCEPT))
+        return accept4(fd, addr, addrlen, flags);
+    struct rxu_acc *acc = f->aux->acc;
+    if (acc->done) {
+        int slot = __builtin_ctz(acc->done);
+        acc->done &= ~(1u << slot);
+        rxu_mark_dirty(r, fd);  /* its slot is re-armed next round */
+        if (addr && addrlen) {
+            socklen_t n = acc->lens[slot] < *addrlen ? acc->lens[slot] : *addrlen;
+            memcpy(addr, &acc->addrs[slot], n);
+            *addrlen = acc->lens[slot];
+        }
+        return acc->fds[slot];
+    }
+    if (acc->err) {
+        int err = -acc->err;
+        acc->err = 0;
+        rxu_mark_dirty(r, fd);
+        return errno = err, -1;
+    }
+    return errno = EAGAIN, -1;
 }
 
 void rx_uring_close(struct rx_uring *r)
@@ -748,6 +1114,10 @@ void rx_uring_close(struct rx_uring *r)
             rxu_submit(r, 1, IORING_ENTER_GETEVENTS, NULL, 0);
         }
     }
+    /* Sends are cancelled now (or done): their buffers can go. */
+    for (int i = 0; i < r->ngraves; i++)
+        free(r->graves[i].data);
+    free(r->graves);
     if (r->fd >= 0)
         close(r->fd);
     if (r->sqes)
@@ -760,8 +1130,20 @@ void rx_uring_close(struct rx_uring *r)
         munmap(r->bufs, r->bufs_sz);
     if (r->br)
         munmap(r->br, r->br_sz);
-    for (int i = 0; i < r->nfds; i++)
-        free(r->fds[i].held_data);
+    for (int i = 0; i < r->nfds; i++) {
+        struct rxu_aux *a = r->fds[i].aux;
+        if (!a)
+            continue;
+        if (a->acc) {
+            for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++)
+                if (a->acc->done & (1u << slot))
+                    close(a->acc->fds[slot]);
+            free(a->acc);
+        }
+        free(a->held_data);
+        free(a->s_data);
+        free(a);
+    }
     free(r->fds);
     free(r->dirty);
     free(r->ev_fd);

@@ -216,7 +216,7 @@ class Acceptor:
             # one more connection and the rest wait in the backlog unshed.
             reserve.restore()
         try:
-            nfd, remote = unix.accept4(fd)
+            nfd, remote = el.poller.accept4(fd)  # accept4(2), or a connection io_uring's accepts brought
         except BlockingIOError:
             return None
         except OSError as e:
@@ -265,7 +265,7 @@ class Acceptor:
     def resume(self, el: EventLoop, fd: int) -> None:
         """Poll listener ``fd`` on ``el`` again (the timer ``pause`` set)."""
         try:
-            el.poller.add_read(fd)
+            el.poller.add_listener(fd)
         except OSError as e:
             self.limited.log("resume failed", logging.ERROR, "cannot resume accepting on fd %d: %s", fd, e)
 

@@ -133,7 +133,7 @@ class Client:
             raise RuntimeError("Client.start() called twice")
         self._started = True
         o = self._engine.opts
-        poller = open_poller(self.logger, o.backend, o.read_buffer_cap)
+        poller = open_poller(self.logger, o.backend, o.read_buffer_cap, o.socket_send_buffer)
         loop = loop_class(o.edge_triggered, poller.backend)(self._engine, poller, None)  # type: ignore[arg-type]
         self._engine.lb.append(loop)
         self._loop = loop

@@ -103,10 +103,7 @@ RESUMED = 2
 
 _EMPTY = memoryview(b"")
 _get_ident = threading.get_ident
-_sys_write = unix.lib.write
 _ffi = unix.ffi
-_writev_nowait = unix.writev_nowait
-_write_nowait = unix.write_nowait
 _MAX_IOV = unix.IOV_MAX
 #: One flush asked for by ``Conn.flush`` writes at most this much (gnet v2 flushes everything).
 _FLUSH_MAX = 1 << 30
@@ -434,8 +431,18 @@ class Conn:
         return self._inbound._n + len(self._buffer)
 
     def outbound_buffered(self) -> int:
-        """Bytes written but not yet taken by the kernel (gnet v2: ``OutboundBuffered``). Safe from any thread."""
-        return len(self._outbound)
+        """Bytes written but not yet taken by the kernel (gnet v2: ``OutboundBuffered``). Safe from any thread.
+
+        On the io_uring backend, output the ring has taken for its next send
+        (at most 64 KiB) counts too when this is asked on the loop thread,
+        where a handler decides whether its answer is out (say, before a
+        ``shutdown(SHUT_WR)``). From another thread the snapshot leaves it out:
+        the ring's state is the loop's alone, like the socket's own buffer.
+        """
+        n = len(self._outbound)
+        if self._opened and _get_ident() == self._loop.tid:
+            n += self._loop.poller.unsent(self.fd)
+        return n
 
     def _peek(self, n: int) -> bytes:
         inbound = self._inbound
@@ -530,7 +537,7 @@ class Conn:
             for p in packets:
                 self.write_raw(p)
         else:
-            n = _writev_nowait(self.fd, packets)
+            n = loop.writev_nowait(self.fd, packets)
             if n < 0:
                 if n != -_EAGAIN and n != -_EINTR:
                     self._fail(unix.syscall_error("writev", -n))
@@ -664,7 +671,7 @@ class Conn:
             return
         # write(2) straight through cffi (bytes pass to C without a copy):
         # saves a wrapper call per write.
-        n = _sys_write(self.fd, packet, size)
+        n = self._loop.syswrite(self.fd, packet, size)
         if n == size:
             self._active = self._loop.timers.now  # output progress: not idle
         else:
@@ -699,7 +706,8 @@ class Conn:
         """
         outbound = self._outbound
         bufs = outbound.peek(max_bytes, _MAX_IOV)
-        n: int = _write_nowait(self.fd, bufs[0]) if len(bufs) == 1 else _writev_nowait(self.fd, bufs)
+        loop = self._loop
+        n: int = loop.write_nowait(self.fd, bufs[0]) if len(bufs) == 1 else loop.writev_nowait(self.fd, bufs)
         if n > 0:
             outbound.discard(n)
             self._active = self._loop.timers.now  # the peer is taking our output: not idle
@@ -722,6 +730,10 @@ class Conn:
         """
         pending = self._outbound._len
         loop = self._loop
+        if not pending and self._draining:
+            # Output the poller took but has not sent yet (io_uring's send
+            # buffer) is still owed to the peer: wait for it, as for our queue.
+            pending = loop.poller.unsent(self.fd)
         was_paused = self._paused
         result = 0
         if not pending:
@@ -770,7 +782,7 @@ class Conn:
             self._tls_move_output()
             if self._tls.close_notify():
                 self._tls_move_output()
-        if not self._outbound._len:
+        if not self._outbound._len and not self._loop.poller.unsent(self.fd):
             return True
         self._draining = True
         self._inbound.reset()
@@ -1055,7 +1067,7 @@ class Conn:
             self._send_cipher(cipher)
             return
         size = len(cipher)  # _send_cipher, written out: once per read
-        n = _sys_write(self.fd, cipher, size)
+        n = self._loop.syswrite(self.fd, cipher, size)
         if n == size:
             self._active = self._loop.timers.now
         else:
@@ -1121,7 +1133,7 @@ class Conn:
             self._outbound.push(data)
             self.update_interest()
             return
-        n = _sys_write(self.fd, data, size)
+        n = self._loop.syswrite(self.fd, data, size)
         if n == size:
             self._active = self._loop.timers.now
         else:

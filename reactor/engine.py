@@ -155,7 +155,7 @@ class Engine:
 
     def _new_poller(self) -> Poller:
         """A poller on the backend ``resolve_options`` settled (epoll or io_uring)."""
-        return open_poller(self.logger, self.opts.backend, self.opts.read_buffer_cap)
+        return open_poller(self.logger, self.opts.backend, self.opts.read_buffer_cap, self.opts.socket_send_buffer)
 
     def _new_loop(self, ln: Listener | None) -> EventLoop:
         poller = self._new_poller()
@@ -187,7 +187,10 @@ class Engine:
                 self.listeners.append(ln)
             el = self._new_loop(ln)
             el.owns_listener = True
-            el.poller.add_read(ln.fd)
+            if ln.is_udp:
+                el.poller.add_read(ln.fd)
+            else:
+                el.poller.add_listener(ln.fd)
         for el in self.lb:
             self._start_loop(el, el.run, f"reactor-loop-{el.idx}")
         if self.opts.ticker:
@@ -202,7 +205,7 @@ class Engine:
         main = EventLoop(self, self._new_poller(), self.ln)
         main.idx = -1
         self.main_loop = main
-        main.poller.add_read(self.ln.fd)
+        main.poller.add_listener(self.ln.fd)
         for el in self.lb:
             self._start_loop(el, el.activate_sub_reactor, f"reactor-loop-{el.idx}")
         self._start_loop(main, main.activate_main_reactor, "reactor-main")

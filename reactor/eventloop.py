@@ -94,7 +94,6 @@ _RAISED = object()  # marks "react raised" where None could be a (bad) result
 _CLOSE = int(Action.CLOSE)
 _SHUTDOWN = int(Action.SHUTDOWN)
 
-_sys_write = unix.lib.write
 _unpack = unix.ffi.unpack
 _ffi = unix.ffi
 
@@ -143,6 +142,10 @@ class EventLoop:
         #: read(2), or on the io_uring backend the same contract over its recv
         #: completions (``Poller.read``): the read paths below serve both.
         self._sysread: Any = poller.read
+        #: write(2), write_nowait and writev_nowait as this loop's poller does them (see Poller.write).
+        self.syswrite: Any = poller.write
+        self.write_nowait: Any = poller.write_nowait
+        self.writev_nowait: Any = poller.writev_nowait
         self._view = memoryview(self.buffer)
         self.write_cap = opts.write_buffer_cap
         self.low_water = opts.write_buffer_cap // 2
@@ -296,9 +299,15 @@ class EventLoop:
         # is pending, let EPOLLOUT take precedence over reading more requests.
         # (Reads of c's state here and in _read_direct are the hot path's
         # only look inside a Conn; every change goes through its methods.)
-        if ev & OUT_EVENTS and c._outbound._len:
-            self._write(c)
-            if not c._opened:
+        if ev & OUT_EVENTS:
+            if c._outbound._len:
+                self._write(c)
+                if not c._opened:
+                    return
+            elif c._draining:
+                # Our queue is empty and the poller's own output (io_uring's
+                # send buffer) has gone: a draining connection may close now.
+                self._after_flush(c)
                 return
         if ev & IN_EVENTS and (not ev & OUT_EVENTS or not c._outbound._len):
             self._read(c)
@@ -443,7 +452,7 @@ class EventLoop:
         if out is not None:
             if type(out) is bytes and out and not c._outbound._len:
                 size = len(out)
-                written = _sys_write(c.fd, out, size)
+                written = self.syswrite(c.fd, out, size)
                 if written != size:
                     c.queue_unwritten(out, written)
             else:

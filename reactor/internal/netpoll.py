@@ -123,6 +123,18 @@ class Poller:
         #: loop's read paths: read(2) itself here; the io_uring poller hands
         #: over the bytes its recv completions brought instead.
         self.read: Callable[[int, Any, int], int] = unix.lib.read
+        #: ``write(fd, data, count)`` with write(2)'s contract (the C call:
+        #: -1 and errno on failure), and the ``-errno`` wrappers for one
+        #: buffer and for several: write(2) and writev(2) here; the io_uring
+        #: poller takes the bytes for a send on the ring instead.
+        self.write: Callable[[int, Any, int], int] = unix.lib.write
+        self.write_nowait: Callable[[int, Any], int] = unix.write_nowait
+        self.writev_nowait: Callable[[int, Any], int] = unix.writev_nowait
+        #: ``accept4(fd)`` as :func:`reactor.internal.unix.accept4` (raises,
+        #: returns ``(fd, address)``) for a listener added with
+        #: ``add_listener``: accept4(2) itself here; the io_uring poller hands
+        #: over what its accept requests brought.
+        self.accept4: Callable[[int], tuple[int, unix.Address]] = unix.accept4
         #: The C function that waits and copies out (fds, masks), and its first argument.
         self._wait_fn: Any = unix.lib.rx_epoll_wait
         self._wait_on: Any = self.fd
@@ -291,6 +303,10 @@ class Poller:
     def add_read(self, fd: int, extra: int = 0) -> None:
         unix.epoll_ctl(self.fd, unix.EPOLL_CTL_ADD, fd, READ_EVENTS | extra)
 
+    def add_listener(self, fd: int) -> None:
+        """A listening stream socket, read interest: as ``add_read`` here (the io_uring poller accepts for the loop)."""
+        self.add_read(fd)
+
     def add_stream(self, fd: int) -> None:
         """A stream connection, read interest: as ``add_read`` here (the io_uring poller reads it for the loop)."""
         unix.epoll_ctl(self.fd, unix.EPOLL_CTL_ADD, fd, READ_EVENTS)
@@ -314,6 +330,10 @@ class Poller:
     def delete(self, fd: int) -> None:
         unix.epoll_ctl(self.fd, unix.EPOLL_CTL_DEL, fd)
 
+    def unsent(self, fd: int) -> int:
+        """Bytes ``write`` took that the kernel does not have yet: none here (write(2) hands them over)."""
+        return 0
+
     def close(self) -> None:
         """Close the epoll fd, then the eventfd (gnet: ``Close``). Idempotent."""
         with self._lock:
@@ -324,12 +344,16 @@ class Poller:
             unix.close(self.efd)
 
 
-def open_poller(logger: logging.Logger | None = None, backend: str = "epoll", read_buffer_cap: int = 0) -> Poller:
+def open_poller(
+    logger: logging.Logger | None = None, backend: str = "epoll", read_buffer_cap: int = 0, send_buffer_cap: int = 0
+) -> Poller:
     """A poller on ``backend`` ("epoll" or "io_uring"; gnet: ``netpoll.OpenPoller``, epoll only).
 
     ``read_buffer_cap`` sizes the io_uring poller's receive buffers (the
     loop's read buffer size: one completion never brings more than one
-    ``read(2)`` would). Resolve "auto" first, with
+    ``read(2)`` would), and ``send_buffer_cap`` what it takes per
+    connection for a send (the ``socket_send_buffer`` option; 0: 64 KiB).
+    Resolve "auto" first, with
     :func:`reactor.internal.uring.resolve_backend`.
     """
     if backend == "epoll":
@@ -337,5 +361,5 @@ def open_poller(logger: logging.Logger | None = None, backend: str = "epoll", re
     if backend == "io_uring":
         from .uring import UringPoller  # not imported by epoll-only programs
 
-        return UringPoller(logger, read_buffer_cap)
+        return UringPoller(logger, read_buffer_cap, send_buffer_cap)
     raise ValueError(f"unknown poller backend {backend!r} (expected 'epoll' or 'io_uring')")

@@ -381,8 +381,8 @@ def listen(fd: int, backlog: int) -> None:
         _raise(f"listen(fd={fd}, backlog={backlog})")
 
 
-def accept4(fd: int, flags: int = SOCK_NONBLOCK | SOCK_CLOEXEC) -> tuple[int, Address]:
-    """accept4(2): return ``(new_fd, peer_address)``.
+def accept4(fd: int, flags: int = SOCK_NONBLOCK | SOCK_CLOEXEC, accept: Any = None) -> tuple[int, Address]:
+    """accept4(2) (or ``accept``, a C function with its contract): return ``(new_fd, peer_address)``.
 
     The flags are applied atomically to the new fd: no window in which a
     concurrent fork/exec inherits it (gnet v1 used plain accept + a separate
@@ -393,8 +393,9 @@ def accept4(fd: int, flags: int = SOCK_NONBLOCK | SOCK_CLOEXEC) -> tuple[int, Ad
     """
     ss, length = _storage()
     sa = ffi.cast("struct sockaddr *", ss)
+    call = lib.accept4 if accept is None else accept
     while True:
-        nfd: int = lib.accept4(fd, sa, length, flags)
+        nfd: int = call(fd, sa, length, flags)
         if nfd >= 0:
             return nfd, sockaddr_to_address(sa, length[0])
         err = ffi.errno
@@ -689,13 +690,16 @@ def read_nowait(fd: int, cbuf: Any, n: int) -> int:
     return got
 
 
-def write_nowait(fd: int, data: bytes | bytearray | memoryview) -> int:
-    """write(2): bytes written, or ``-errno``. ``bytes`` go to C without a copy or a cdata wrapper."""
+def write_nowait(fd: int, data: bytes | bytearray | memoryview, write: Any = _lib_write) -> int:
+    """write(2) (or ``write``, a C function with its contract): bytes written, or ``-errno``.
+
+    ``bytes`` go to C without a copy or a cdata wrapper.
+    """
     if type(data) is bytes:
-        sent: int = _lib_write(fd, data, len(data))
+        sent: int = write(fd, data, len(data))
     else:
         cbuf = _from_buffer(data)
-        sent = _lib_write(fd, cbuf, len(cbuf))
+        sent = write(fd, cbuf, len(cbuf))
     if sent < 0:
         return -int(ffi.errno)
     return sent

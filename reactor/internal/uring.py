@@ -32,10 +32,37 @@ and ``polling`` still calls ``callback(fd, events)``. What changes:
   is here ``rx_uring_read``: it copies the completion's bytes into the
   loop's buffer and returns the buffer to the ring. EOF and errors come
   back exactly as ``read(2)`` reports them.
-* Every other fd (listener, UDP socket, this poller's eventfd) gets a one-
+* Writes go through the ring too. The loop's ``write`` (``Poller.write``,
+  which is ``write(2)`` on epoll) is here ``rx_uring_send``: it copies the
+  bytes into the connection's send buffer in C, with write(2)'s contract,
+  and the next round's ``io_uring_enter`` (the one that waits) submits an
+  ``IORING_OP_SEND`` for them beside the round's recvs: one syscall for the
+  whole round's output instead of one ``write(2)`` per answer. While a send
+  is in flight (the socket buffer was full) it takes nothing more (EAGAIN),
+  so the connection queues its output and asks for write interest exactly
+  as after a partial ``write(2)``; a connection with write interest is
+  reported writable when its send has completed. A partial send is re-armed
+  for the rest. ``unsent(fd)`` counts what was taken but not yet confirmed
+  sent: a connection closing after a flush (peer EOF, ``Action.CLOSE``)
+  waits for it to be 0, as it waits for its own queue on epoll.
+* A listening stream socket (``add_listener``) has up to 32
+  ``IORING_OP_ACCEPT`` requests in flight, each with its own address
+  buffer: the kernel accepts connections as they arrive, with no syscall of
+  ours, and each waits in its slot until the acceptor's ``accept4``
+  (``Poller.accept4``, accept4(2) on epoll) takes it; the slot is re-armed
+  with the next round's enter. The listener is reported readable while
+  connections wait; beyond 32, they wait in the kernel's backlog, as with
+  epoll. An accept's error (EMFILE at fd exhaustion) is reported by the
+  next ``accept4``, and the acceptor's triage (shed on the spare fd, back
+  off) runs as on epoll. Not one multishot accept: it has a single address
+  buffer for every connection, and ``getpeername(2)`` afterwards fails for
+  a connection its peer reset while it waited, which ``accept4(2)`` still
+  hands over (test_uring.py's fd-reuse test lost 27 of 483 such
+  connections that way).
+* Every other fd (UDP socket, this poller's eventfd) gets a one-
   shot ``IORING_OP_POLL_ADD``, re-armed after each report: level-triggered
-  readiness, as with epoll. Write interest is a one-shot POLLOUT poll too;
-  writes stay ``write(2)``/``writev(2)`` calls made by the connection.
+  readiness, as with epoll; write interest on such an fd is a one-shot
+  POLLOUT poll, and its writes (UDP ``sendto``) stay syscalls.
 * Back-pressure: when read interest goes off while a recv is in flight,
   its result is held (one buffer at most) and reported when read interest
   comes back, before anything newer; no recv is armed meanwhile. So no
@@ -44,7 +71,10 @@ and ``polling`` still calls ``callback(fd, events)``. What changes:
   poller never drops a byte of a live connection.
 * ``delete`` cancels the fd's requests and submits the cancellation at
   once: an in-flight recv holds a reference to the socket, so without it a
-  closed connection's peer would not see the FIN.
+  closed connection's peer would not see the FIN. Output taken but not yet
+  submitted is sent first with one non-blocking ``send(2)`` (what epoll's
+  ``write(2)`` would have done already); a send in flight is cancelled
+  (the socket was full: epoll's close drops such output too).
 
 Edge-triggered mode does not apply (a completion is neither level nor
 edge); with this backend the engine uses the level-triggered loop.
@@ -56,6 +86,7 @@ import errno
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from . import unix
@@ -76,7 +107,7 @@ RING_ENTRIES = 256
 RING_BUFFERS = 64
 
 _OP_ADD, _OP_MOD, _OP_DEL = 0, 1, 2
-_R, _W, _STREAM = unix.lib.RXU_READ, unix.lib.RXU_WRITE, unix.lib.RXU_STREAM
+_R, _W, _STREAM, _ACCEPT = unix.lib.RXU_READ, unix.lib.RXU_WRITE, unix.lib.RXU_STREAM, unix.lib.RXU_ACCEPT
 
 
 class IoUringUnavailable(OSError):
@@ -91,7 +122,7 @@ def probe() -> tuple[bool, str]:
     """Whether this process can use the io_uring backend, and if not why (tried once, then remembered)."""
     global _probed
     if _probed is None:
-        ring = unix.lib.rx_uring_open(4, 1, 4096)
+        ring = unix.lib.rx_uring_open(4, 1, 4096, 0)
         if ring == unix.ffi.NULL:
             err = unix.ffi.errno
             _probed = (False, _why(err))
@@ -141,12 +172,16 @@ class UringPoller(Poller):
 
     backend = "io_uring"
 
-    def __init__(self, logger: logging.Logger | None = None, read_buffer_cap: int = 0) -> None:
+    def __init__(
+        self, logger: logging.Logger | None = None, read_buffer_cap: int = 0, send_buffer_cap: int = 0
+    ) -> None:
         self._bufsize = read_buffer_cap or 64 * 1024
+        #: What ``write`` takes per connection for the ring's next send (0: 64 KiB).
+        self._send_cap = send_buffer_cap
         super().__init__(logger)
 
     def _open(self) -> None:
-        ring = unix.lib.rx_uring_open(RING_ENTRIES, RING_BUFFERS, self._bufsize)
+        ring = unix.lib.rx_uring_open(RING_ENTRIES, RING_BUFFERS, self._bufsize, self._send_cap)
         if ring == unix.ffi.NULL:
             err = unix.ffi.errno
             raise IoUringUnavailable(err, _why(err))
@@ -161,6 +196,10 @@ class UringPoller(Poller):
         self._ctl(_OP_ADD, self.efd, _R)
         # partial: a C-level call, no Python frame between the loop and rx_uring_read.
         self.read = functools.partial(unix.lib.rx_uring_read, ring)
+        self.write = functools.partial(unix.lib.rx_uring_send, ring)
+        self.write_nowait = functools.partial(unix.write_nowait, write=self.write)
+        self.writev_nowait = self._sendv
+        self.accept4 = functools.partial(unix.accept4, accept=functools.partial(unix.lib.rx_uring_accept, ring))
         self._wait_fn = unix.lib.rx_uring_wait
         self._wait_on = ring
         self._wait_name = f"io_uring_enter(fd={self.fd})"
@@ -177,6 +216,10 @@ class UringPoller(Poller):
     def add_stream(self, fd: int) -> None:
         """A stream connection: its reads are recv requests on the ring (see the module docstring)."""
         self._ctl(_OP_ADD, fd, _R | _STREAM)
+
+    def add_listener(self, fd: int) -> None:
+        """A listening stream socket: accepted by accept requests on the ring (see the module docstring)."""
+        self._ctl(_OP_ADD, fd, _R | _ACCEPT)
 
     def add_write(self, fd: int, extra: int = 0) -> None:
         self._ctl(_OP_ADD, fd, _W)
@@ -196,6 +239,19 @@ class UringPoller(Poller):
     def delete(self, fd: int) -> None:
         self._ctl(_OP_DEL, fd, 0)
 
+    def unsent(self, fd: int) -> int:
+        """Bytes ``write`` took for ``fd`` that the kernel has not confirmed sent yet."""
+        n: int = unix.lib.rx_uring_unsent(self._ring, fd)
+        return n
+
+    def _sendv(self, fd: int, buffers: Sequence[Any]) -> int:
+        """``writev_nowait``'s counterpart: one send of the buffers joined (bytes taken, or ``-errno``).
+
+        The ring's send copies anyway, so joining them costs one copy and
+        saves building an iovec array.
+        """
+        return unix.write_nowait(fd, b"".join(buffers[:unix.IOV_MAX]), self.write)
+
     def close(self) -> None:
         """Cancel what is in flight, close the ring (and unmap its buffers), then the eventfd. Idempotent."""
         with self._lock:
@@ -206,6 +262,7 @@ class UringPoller(Poller):
             # The loop thread has returned from polling by now (the engine
             # joins it first), so nothing else is inside the ring.
             self.read = _closed_read
+            self.write = self.write_nowait = self.writev_nowait = _closed_write
             unix.lib.rx_uring_close(ring)
             unix.close(self.efd)
 
@@ -213,3 +270,9 @@ class UringPoller(Poller):
 def _closed_read(fd: int, buf: Any, count: int) -> int:
     unix.ffi.errno = errno.EBADF
     return -1
+
+
+def _closed_write(fd: int, *args: Any) -> int:
+    """After close: EBADF, in both contracts (-1 with errno, and -errno)."""
+    unix.ffi.errno = errno.EBADF
+    return -1 if len(args) == 2 else -errno.EBADF
