@@ -165,6 +165,7 @@ struct rx_uring {
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     unsigned sq_local;      /* our tail: SQEs filled, published at submit */
     size_t send_cap;        /* what rx_uring_send takes per connection (RXU_SEND_CAP) */
+    int inflight;           /* requests submitted (cancels aside) whose completion has not been reaped */
     char *spare;            /* a send buffer kept for reuse, of spare_cap bytes */
     uint32_t spare_cap;
     unsigned to_submit;
@@ -312,6 +313,7 @@ static int rxu_arm(struct rx_uring *r, int fd, int kind)
         return -EBUSY;
     sqe->fd = fd;
     sqe->user_data = rxu_ud(kind, fd, f->gen);
+    r->inflight++;
     if (kind == RXU_RECV) {
         /* Single-shot, on purpose: one completion per iteration at most,
          * as one read(2) per readable event on epoll. A multishot recv
@@ -363,6 +365,7 @@ static int rxu_arm_accepts(struct rx_uring *r, int fd)
         sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
         sqe->user_data = rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen);
         acc->armed |= bit;
+        r->inflight++;
     }
     return 0;
 }
@@ -896,6 +899,8 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         int kind = (int)(ud & RXU_KIND_MASK);
         int fd = (int)((ud >> RXU_FD_SHIFT) & RXU_FD_MASK);
         int slot = (int)((ud >> RXU_SLOT_SHIFT) & RXU_SLOT_MASK);
+        if (kind != RXU_CANCEL)
+            r->inflight--;
         uint32_t gen = (uint32_t)(ud >> 32);
         int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
@@ -1151,7 +1156,31 @@ void rx_uring_close(struct rx_uring *r)
             sqe->fd = -1;
             sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
             sqe->user_data = rxu_ud(RXU_CANCEL, 0, 0);
-            rxu_submit(r, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+            rxu_submit(r, 0, 0, NULL, 0);
+        }
+        /* ... and wait for every cancelled request's completion, not just the
+         * cancel's own: each holds a reference to its socket until then (a
+         * listener of a stopped server was still listening for a moment:
+         * test_addresses, test_udp), and a send's buffer must outlive it.
+         * Bounded: 20 waits of 50 ms. */
+        for (int tries = 0; r->inflight > 0 && tries < 20; tries++) {
+            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000LL};
+            struct io_uring_getevents_arg arg;
+            memset(&arg, 0, sizeof arg);
+            arg.ts = (uint64_t)(uintptr_t)&ts;
+            arg.sigmask_sz = _NSIG / 8;
+            rxu_submit(r, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+            unsigned head = *r->cq_head, tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+            for (; head != tail; head++) {
+                struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
+                int kind = (int)(cqe->user_data & RXU_KIND_MASK);
+                if (kind == RXU_CANCEL)
+                    continue;
+                r->inflight--;
+                if (kind == RXU_ACCEPT_K && cqe->res >= 0)
+                    close(cqe->res);  /* accepted during the teardown: nobody will take it */
+            }
+            __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
         }
     }
     /* Sends are cancelled now (or done): their buffers can go. */
