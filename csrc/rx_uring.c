@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "rx_uring.h"
@@ -21,16 +22,16 @@
  *
  * The model offered to Python is epoll's, so the event loop above is the
  * same for both backends: per fd an interest (read, write) set with
- * rx_uring_set, and events (fd, EPOLLIN/EPOLLOUT/...) from rx_uring_wait.
+ * rx_uring_ctl, and events (fd, EPOLLIN/EPOLLOUT/...) from rx_uring_wait.
  * What differs is how read interest is served on a stream socket: not by a
  * readiness poll followed by read(2), but by an IORING_OP_RECV into a
  * buffer the kernel picks from a provided-buffer ring. Its completion *is*
  * the read: rx_uring_read hands the bytes over with read(2)'s contract, and
- * no read syscall is made. Other fds (listeners, UDP sockets, the eventfd)
- * get a one-shot IORING_OP_POLL_ADD, re-armed after each report: level-
- * triggered, like the epoll backend.
+ * no read syscall is made. Other fds (UDP sockets, the eventfd) get a
+ * one-shot IORING_OP_POLL_ADD, re-armed after each report: level-
+ * triggered, like the epoll backend; listeners get accepts (below).
  *
- * Writes too go through the ring on a stream socket: rx_uring_send copies
+ * Writes too go through the ring on a stream socket: rx_uring_send(v) copies
  * the bytes into the connection's send buffer (write(2)'s contract: it
  * returns how many it took), and the next rx_uring_wait submits an
  * IORING_OP_SEND for them with the round's other requests, in the same
@@ -567,6 +568,46 @@ int rx_uring_fd(struct rx_uring *r)
     return r->fd;
 }
 
+/* Close the connections a listener accepted and nobody took: their peers
+ * see it at once, and no fd leaks. */
+static void rxu_close_accepted(struct rxu_acc *acc)
+{
+    for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++)
+        if (acc->done & (1u << slot))
+            close(acc->fds[slot]);
+    acc->done = 0;
+}
+
+/* An fd's aux and all it holds, for good (delete, close). Not for memory
+ * the kernel may still use: delete buries that first. */
+static void rxu_free_aux(struct rxu_fd *f)
+{
+    struct rxu_aux *a = f->aux;
+    if (!a)
+        return;
+    if (a->acc) {
+        rxu_close_accepted(a->acc);
+        free(a->acc);
+    }
+    free(a->held_data);
+    free(a->s_data);
+    free(a);
+    f->aux = NULL;
+}
+
+/* Queue a cancellation of the request whose user_data is target. */
+static int rxu_cancel(struct rx_uring *r, uint64_t target, int fd, uint32_t gen)
+{
+    struct io_uring_sqe *sqe = rxu_sqe(r);
+    if (!sqe)
+        return -EBUSY;
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = target;
+    sqe->user_data = rxu_ud(RXU_CANCEL, fd, gen);
+    return 0;
+}
+
 static int rxu_bury(struct rx_uring *r, uint64_t ud, void *data, int pending)
 {
     if (r->ngraves == r->graves_cap) {
@@ -646,53 +687,29 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
                 }
             }
             int had = f->armed;
-            for (int kind = RXU_RECV; kind <= RXU_SEND; kind++) {
-                if (f->armed & (1u << kind)) {
-                    struct io_uring_sqe *sqe = rxu_sqe(r);
-                    if (!sqe)
-                        return errno = EBUSY, -1;
-                    sqe->opcode = IORING_OP_ASYNC_CANCEL;
-                    sqe->fd = -1;
-                    sqe->addr = rxu_ud(kind, fd, f->gen);
-                    sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
-                }
-            }
+            for (int kind = RXU_RECV; kind <= RXU_SEND; kind++)
+                if ((f->armed & (1u << kind)) && rxu_cancel(r, rxu_ud(kind, fd, f->gen), fd, f->gen) < 0)
+                    return errno = EBUSY, -1;
             struct rxu_acc *acc = a ? a->acc : NULL;
-            if (acc) {
-                /* A listener: cancel its accepts; connections accepted but not
-                 * taken are closed (their peers see it at once). */
-                for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++) {
-                    if (acc->done & (1u << slot))
-                        close(acc->fds[slot]);
-                    if (!(acc->armed & (1u << slot)))
-                        continue;
-                    struct io_uring_sqe *sqe = rxu_sqe(r);
-                    if (!sqe)
+            if (acc && acc->armed) {
+                /* A listener: cancel its accepts; their address buffers wait
+                 * for the cancellations. */
+                for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++)
+                    if ((acc->armed & (1u << slot)) &&
+                        rxu_cancel(r, rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen), fd, f->gen) < 0)
                         return errno = EBUSY, -1;
-                    sqe->opcode = IORING_OP_ASYNC_CANCEL;
-                    sqe->fd = -1;
-                    sqe->addr = rxu_ud_slot(RXU_ACCEPT_K, slot, fd, f->gen);
-                    sqe->user_data = rxu_ud(RXU_CANCEL, fd, f->gen);
-                    had = 1;
-                }
-                if (acc->armed) {
-                    if (rxu_bury(r, rxu_ud(RXU_ACCEPT_K, fd, f->gen), acc, __builtin_popcount(acc->armed)) < 0)
-                        return errno = ENOMEM, -1;
-                } else {
-                    free(acc);
-                }
+                if (rxu_bury(r, rxu_ud(RXU_ACCEPT_K, fd, f->gen), acc, __builtin_popcount(acc->armed)) < 0)
+                    return errno = ENOMEM, -1;
+                rxu_close_accepted(acc);
                 a->acc = NULL;
+                had = 1;
             }
             f->want = 0;
             f->armed = 0;
             f->gen++;
             f->ev = RXU_NO_EVENT;
-            rxu_drop_held(f);
-            if (f->aux) {
-                free(f->aux->s_data);
-                free(f->aux);
-                f->aux = NULL;
-            }
+            f->held = f->held_end = 0;
+            rxu_free_aux(f);
             if (had) {
                 err = rxu_submit(r, 0, 0, NULL, 0);
                 if (err < 0)
@@ -1033,43 +1050,54 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
     return res;
 }
 
-/* write(2)'s contract for a ring connection: take up to count bytes for
- * the next round's IORING_OP_SEND and return how many were taken; -1 with
- * EAGAIN while a send is in flight (the socket buffer was full: the caller
- * queues the rest and asks for write interest, as after a partial write),
- * or with the error a failed send met. An fd that is not a ring connection
- * gets a plain write(2). */
-ssize_t rx_uring_send(struct rx_uring *r, int fd, const void *buf, size_t count)
+/* writev(2)'s contract for a ring connection: take up to the iovecs' total
+ * for the next round's IORING_OP_SEND and return how many bytes were taken;
+ * -1 with EAGAIN while a send is in flight (the socket buffer was full: the
+ * caller queues the rest and asks for write interest, as after a partial
+ * write), or with the error a failed send met. The bytes are copied once,
+ * from the caller's buffers into the connection's send buffer. An fd that
+ * is not a ring connection gets a plain writev(2). */
+ssize_t rx_uring_sendv(struct rx_uring *r, int fd, const struct iovec *iov, int iovcnt)
 {
     struct rxu_fd *f = fd >= 0 && fd < r->nfds ? &r->fds[fd] : NULL;
     if (!f || !(f->want & RXU_STREAM))
-        return write(fd, buf, count);
+        return writev(fd, iov, iovcnt);
     struct rxu_aux *a = f->aux;
     if (a && a->s_err)
         return errno = -a->s_err, -1;
     if (f->armed & (1u << RXU_SEND))
         return errno = EAGAIN, -1;  /* and its buffer must not move meanwhile */
+    size_t count = 0;
+    for (int i = 0; i < iovcnt; i++)
+        count += iov[i].iov_len;
     size_t queued = a ? a->s_len - a->s_off : 0;
-    ssize_t direct = 0;
+    size_t direct = 0;  /* sent at once: the first bytes of iov, skipped by the copy below */
     if (queued == 0 && count >= RXU_DIRECT_MIN) {
-        direct = send(fd, buf, count, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (direct == (ssize_t)count)
-            return direct;
-        if (direct < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return -1;
-            direct = 0;
+        ssize_t sent;
+        if (iovcnt == 1) {
+            sent = send(fd, iov[0].iov_base, count, MSG_DONTWAIT | MSG_NOSIGNAL);  /* no msghdr to copy in */
+        } else {
+            struct msghdr msg;
+            memset(&msg, 0, sizeof msg);
+            msg.msg_iov = (struct iovec *)iov;
+            msg.msg_iovlen = (size_t)iovcnt;
+            sent = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
         }
-        buf = (const char *)buf + direct;
-        count -= (size_t)direct;  /* the rest waits for room in the ring's send */
+        if (sent == (ssize_t)count)
+            return sent;
+        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        if (sent > 0)
+            direct = (size_t)sent;
+        count -= direct;  /* the rest waits for room in the ring's send */
     }
     size_t n = queued < r->send_cap ? r->send_cap - queued : 0;
     if (count < n)
         n = count;
     if (n == 0)
-        return direct ? direct : count ? (errno = EAGAIN, -1) : 0;
+        return direct ? (ssize_t)direct : count ? (errno = EAGAIN, -1) : 0;
     if (!a && !(a = rxu_aux(f)))
-        return direct ? direct : (errno = ENOMEM, -1);
+        return direct ? (ssize_t)direct : (errno = ENOMEM, -1);
     if (!a->s_data && r->spare && r->spare_cap >= n) {
         a->s_data = r->spare;
         a->s_cap = r->spare_cap;
@@ -1088,17 +1116,35 @@ ssize_t rx_uring_send(struct rx_uring *r, int fd, const void *buf, size_t count)
             char *d = realloc(a->s_data, cap);
             if (!d) {
                 rxu_aux_trim(f);
-                return direct ? direct : (errno = ENOMEM, -1);
+                return direct ? (ssize_t)direct : (errno = ENOMEM, -1);
             }
             a->s_data = d;
             a->s_cap = (uint32_t)cap;
         }
     }
-    memcpy(a->s_data + a->s_len, buf, n);
-    a->s_len += (uint32_t)n;
+    size_t skip = direct, left = n;
+    for (int i = 0; i < iovcnt && left; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        size_t take = len - skip < left ? len - skip : left;
+        memcpy(a->s_data + a->s_len, (const char *)iov[i].iov_base + skip, take);
+        a->s_len += (uint32_t)take;
+        left -= take;
+        skip = 0;
+    }
     if (rxu_mark_dirty(r, fd) < 0)
         return errno = ENOMEM, -1;  /* nothing marks it sent: the caller fails the connection */
-    return direct + (ssize_t)n;
+    return (ssize_t)(direct + n);
+}
+
+/* write(2)'s contract: rx_uring_sendv of one buffer. */
+ssize_t rx_uring_send(struct rx_uring *r, int fd, const void *buf, size_t count)
+{
+    struct iovec v = {(void *)buf, count};
+    return rx_uring_sendv(r, fd, &v, 1);
 }
 
 /* Output rx_uring_send took that the kernel has not confirmed sent yet: a
@@ -1200,20 +1246,8 @@ void rx_uring_close(struct rx_uring *r)
         munmap(r->bufs, r->bufs_sz);
     if (r->br)
         munmap(r->br, r->br_sz);
-    for (int i = 0; i < r->nfds; i++) {
-        struct rxu_aux *a = r->fds[i].aux;
-        if (!a)
-            continue;
-        if (a->acc) {
-            for (int slot = 0; slot < RXU_ACCEPT_SLOTS; slot++)
-                if (a->acc->done & (1u << slot))
-                    close(a->acc->fds[slot]);
-            free(a->acc);
-        }
-        free(a->held_data);
-        free(a->s_data);
-        free(a);
-    }
+    for (int i = 0; i < r->nfds; i++)
+        rxu_free_aux(&r->fds[i]);
     if (r->fds)
         munmap(r->fds, (size_t)r->nfds * sizeof *r->fds);
     free(r->dirty);

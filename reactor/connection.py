@@ -434,7 +434,7 @@ class Conn:
         """Bytes written but not yet taken by the kernel (gnet v2: ``OutboundBuffered``). Safe from any thread.
 
         On the io_uring backend, output the ring has taken for its next send
-        (at most 64 KiB) counts too when this is asked on the loop thread,
+        (at most 64 KiB, or ``socket_send_buffer``) counts too when this is asked on the loop thread,
         where a handler decides whether its answer is out (say, before a
         ``shutdown(SHUT_WR)``). From another thread the snapshot leaves it out:
         the ring's state is the loop's alone, like the socket's own buffer.

@@ -381,7 +381,7 @@ def listen(fd: int, backlog: int) -> None:
         _raise(f"listen(fd={fd}, backlog={backlog})")
 
 
-def accept4(fd: int, flags: int = SOCK_NONBLOCK | SOCK_CLOEXEC, accept: Any = None) -> tuple[int, Address]:
+def accept4(fd: int, flags: int = SOCK_NONBLOCK | SOCK_CLOEXEC, accept: Any = lib.accept4) -> tuple[int, Address]:
     """accept4(2) (or ``accept``, a C function with its contract): return ``(new_fd, peer_address)``.
 
     The flags are applied atomically to the new fd: no window in which a
@@ -393,9 +393,8 @@ def accept4(fd: int, flags: int = SOCK_NONBLOCK | SOCK_CLOEXEC, accept: Any = No
     """
     ss, length = _storage()
     sa = ffi.cast("struct sockaddr *", ss)
-    call = lib.accept4 if accept is None else accept
     while True:
-        nfd: int = call(fd, sa, length, flags)
+        nfd: int = accept(fd, sa, length, flags)
         if nfd >= 0:
             return nfd, sockaddr_to_address(sa, length[0])
         err = ffi.errno
@@ -705,15 +704,18 @@ def write_nowait(fd: int, data: bytes | bytearray | memoryview, write: Any = _li
     return sent
 
 
-def writev_nowait(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> int:
-    """writev(2) of up to IOV_MAX buffers: bytes written, or ``-errno``."""
+def writev_nowait(fd: int, buffers: Sequence[bytes | bytearray | memoryview], writev: Any = _lib_writev) -> int:
+    """writev(2) (or ``writev``, a C function with its contract) of up to IOV_MAX buffers.
+
+    Returns the bytes written, or ``-errno``.
+    """
     count = min(len(buffers), IOV_MAX)
     iov = ffi.new("struct iovec[]", count)
     keep = [_from_buffer(buffers[i]) for i in range(count)]  # pins each buffer until writev returns
     for i in range(count):
         iov[i].iov_base = keep[i]
         iov[i].iov_len = len(keep[i])
-    sent: int = _lib_writev(fd, iov, count)
+    sent: int = writev(fd, iov, count)
     if sent < 0:
         return -int(ffi.errno)
     return sent

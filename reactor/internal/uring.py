@@ -86,7 +86,6 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from . import unix
@@ -198,7 +197,8 @@ class UringPoller(Poller):
         self.read = functools.partial(unix.lib.rx_uring_read, ring)
         self.write = functools.partial(unix.lib.rx_uring_send, ring)
         self.write_nowait = functools.partial(unix.write_nowait, write=self.write)
-        self.writev_nowait = self._sendv
+        sendv = functools.partial(unix.lib.rx_uring_sendv, ring)
+        self.writev_nowait = functools.partial(unix.writev_nowait, writev=sendv)
         self.accept4 = functools.partial(unix.accept4, accept=functools.partial(unix.lib.rx_uring_accept, ring))
         self._wait_fn = unix.lib.rx_uring_wait
         self._wait_on = ring
@@ -244,14 +244,6 @@ class UringPoller(Poller):
         n: int = unix.lib.rx_uring_unsent(self._ring, fd)
         return n
 
-    def _sendv(self, fd: int, buffers: Sequence[Any]) -> int:
-        """``writev_nowait``'s counterpart: one send of the buffers joined (bytes taken, or ``-errno``).
-
-        The ring's send copies anyway, so joining them costs one copy and
-        saves building an iovec array.
-        """
-        return unix.write_nowait(fd, b"".join(buffers[:unix.IOV_MAX]), self.write)
-
     def close(self) -> None:
         """Cancel what is in flight, close the ring (and unmap its buffers), then the eventfd. Idempotent."""
         with self._lock:
@@ -262,7 +254,8 @@ class UringPoller(Poller):
             # The loop thread has returned from polling by now (the engine
             # joins it first), so nothing else is inside the ring.
             self.read = _closed_read
-            self.write = self.write_nowait = self.writev_nowait = _closed_write
+            self.write = _closed_write
+            self.write_nowait = self.writev_nowait = _closed_nowait
             unix.lib.rx_uring_close(ring)
             unix.close(self.efd)
 
@@ -272,7 +265,10 @@ def _closed_read(fd: int, buf: Any, count: int) -> int:
     return -1
 
 
-def _closed_write(fd: int, *args: Any) -> int:
-    """After close: EBADF, in both contracts (-1 with errno, and -errno)."""
+def _closed_write(fd: int, buf: Any, count: int) -> int:
     unix.ffi.errno = errno.EBADF
-    return -1 if len(args) == 2 else -errno.EBADF
+    return -1
+
+
+def _closed_nowait(fd: int, data: Any) -> int:
+    return -errno.EBADF
