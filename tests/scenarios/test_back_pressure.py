@@ -95,7 +95,11 @@ def test_write_buffer_cap_bounds_a_peer_that_does_not_read(
         peak = max(peak, hog_conn.outbound_buffered())
         time.sleep(0.005)
     assert 0 < peak <= WRITE_CAP + RESP, peak
-    assert owed * RESP > 10 * peak, "the hog did not ask for much more than the server buffered"
+    # The kernel's buffers (8 KiB asked on each side) let the hog send 28
+    # requests before it blocks: 896 KiB owed, against a peak the line above
+    # allows up to 96 KiB. A factor of 10 failed when the peak reached that
+    # bound (a clean-clone CI run, io_uring, once in seven full runs); 8 keeps the point.
+    assert owed * RESP > 8 * peak, "the hog did not ask for much more than the server buffered"
 
     # ...and the same loop still serves somebody else.
     other = clients.connect(bg.addr)
