@@ -89,6 +89,22 @@
  * echo-64k: 64 KiB messages through the ring's buffer took twice the CPU).
  * What the socket does not take is copied and goes through the ring. */
 #define RXU_DIRECT_MIN (16 * 1024)
+/* Large reads go the way epoll's go. A recv completion of at least
+ * RXU_BULK_MIN bytes puts its connection in bulk mode: read interest is
+ * then served by a one-shot POLLIN poll, and rx_uring_read makes one
+ * recv(2) straight into the loop's buffer, where the ring's recv would have
+ * the kernel copy into a provided buffer and rx_uring_read copy it again.
+ * For large reads that second copy costs more than the syscall it saves
+ * (echo-64k, 16 connections: +2.5 us of user time and +5 us of kernel time
+ * per echo against epoll; the ring's buffers rotate, so both copies miss the
+ * cache, where epoll's read(2) refills the same hot buffer). After
+ * RXU_BULK_STICKY reads in a row below RXU_BULK_MIN, the connection goes
+ * back to the ring's recv: a stream of small requests is served without
+ * read syscalls again, and one short read (the tail of a large message)
+ * does not flip the mode back and forth. */
+#define RXU_BULK_MIN (16 * 1024)
+#define RXU_BULK_STICKY 4
+
 /* The smallest send buffer worth keeping for reuse (rxu_drop_sent). */
 #define RXU_SPARE_MIN 4096
 
@@ -135,6 +151,7 @@ struct rxu_fd {
     uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
     uint8_t starved;   /* its last recv found no free buffer (ENOBUFS): re-armed within a budget */
     uint8_t held_end;  /* the held results end (aux->held_res) */
+    uint8_t bulk;      /* bulk mode (RXU_BULK_MIN): small reads left before the ring's recv is used again */
     int32_t ev;        /* 1 + the index of this fd's unread event in the batch (rxu_emit), or RXU_NO_EVENT */
     struct rxu_aux *aux;
 };
@@ -665,6 +682,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
         }
         f->want = (uint8_t)(RXU_REG | (want & (RXU_READ | RXU_WRITE | RXU_STREAM | RXU_ACCEPT)));
         f->starved = 0;
+        f->bulk = 0;
     } else {
         if (!(f->want & RXU_REG))
             return errno = ENOENT, -1;
@@ -708,7 +726,7 @@ int rx_uring_ctl(struct rx_uring *r, int op, int fd, int want)
             f->armed = 0;
             f->gen++;
             f->ev = RXU_NO_EVENT;
-            f->held = f->held_end = 0;
+            f->held = f->held_end = f->bulk = 0;
             rxu_free_aux(f);
             if (had) {
                 err = rxu_submit(r, 0, 0, NULL, 0);
@@ -854,7 +872,7 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
         if (out && r->nev < max)
             rxu_emit(r, fds, masks, fd, out, 0, RXU_EV_NONE, 0);
         if (want & RXU_READ) {
-            int kind = (want & RXU_STREAM) ? RXU_RECV : RXU_POLLIN;
+            int kind = (want & RXU_STREAM) && !f->bulk ? RXU_RECV : RXU_POLLIN;
             if (!(f->armed & (1u << kind))) {
                 if (f->starved && starved_budget == 0) {
                     r->dirty[keep++] = fd;  /* its turn comes in a later round */
@@ -1013,9 +1031,20 @@ int rx_uring_wait(struct rx_uring *r, void *unused, int max, int timeout, int *f
  * buffer size the ring was opened with. */
 ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
 {
-    if (fd < 0 || fd >= r->nfds || r->fds[fd].ev == RXU_NO_EVENT)
+    if (fd < 0 || fd >= r->nfds)
         return errno = EAGAIN, -1;
     struct rxu_fd *f = &r->fds[fd];
+    if (f->ev == RXU_NO_EVENT) {
+        if (!f->bulk)
+            return errno = EAGAIN, -1;
+        /* Bulk mode: what epoll's backend does, one recv(2) into buf. */
+        ssize_t n = recv(fd, buf, count, MSG_DONTWAIT);
+        if (n >= RXU_BULK_MIN)
+            f->bulk = RXU_BULK_STICKY;
+        else if (n >= 0 && --f->bulk == 0)
+            (void)rxu_mark_dirty(r, fd);  /* the ring's recv is armed again from the next round */
+        return n;
+    }
     int i = f->ev - 1;
     f->ev = RXU_NO_EVENT;
     if (r->ev_gen[i] != f->gen || r->ev_fd[i] != fd) {
@@ -1044,6 +1073,8 @@ ssize_t rx_uring_read(struct rx_uring *r, int fd, void *buf, size_t count)
         if (res > 0)
             memcpy(buf, r->bufs + (size_t)r->ev_bid[i] * r->bufsize, (size_t)res < count ? (size_t)res : count);
         rxu_recycle(r, r->ev_bid[i]);
+        if (res >= RXU_BULK_MIN)
+            f->bulk = RXU_BULK_STICKY;  /* the next recv is a POLLIN poll and recv(2) (RXU_BULK_MIN) */
     }
     if (res < 0)
         return errno = -res, -1;

@@ -35,6 +35,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Any
 
@@ -392,10 +393,14 @@ def test_parse_strace_summary() -> None:
     assert parse_strace_summary(sample) == {"io_uring_enter": 349, "read": 239, "readlink": 5, "epoll_create1": 1}
 
 
-def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -> dict[str, int]:
-    """Run the echo example under ``strace -f -c``, do ``round_trips`` 64-byte echoes, stop it: the call counts."""
+def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int,
+                       sizes: list[int] | None = None) -> dict[str, int]:
+    """Run the echo example under ``strace -f -c``, do echoes, stop it: the call counts.
+
+    ``round_trips`` 64-byte echoes, or one of each size in ``sizes``.
+    """
     port = free_port()
-    summary = tmp_path / f"strace-{backend}.txt"
+    summary = tmp_path / f"strace-{backend}-{len(sizes or ())}.txt"
     with process_with_stderr(
         ["strace", "-f", "-c", "-o", str(summary), sys.executable, "-m", "reactor.examples.echo",
          "--host", "127.0.0.1", "--port", str(port), "--backend", backend, "--quiet"],
@@ -411,8 +416,8 @@ def strace_echo_server(backend: str, tmp_path: pathlib.Path, round_trips: int) -
             except OSError:
                 time.sleep(0.05)
         with sock:
-            for i in range(round_trips):
-                message = (b"%07d;" % i) * 8
+            for i, size in enumerate(sizes or [64] * round_trips):
+                message = ((b"%07d;" % i) * (size // 8 + 1))[:size]
                 sock.sendall(message)
                 assert recv_exact(sock, len(message), SOCK_TIMEOUT) == message
         # strace -o FILE PROG blocks fatal signals in itself: stop the traced program, not strace.
@@ -465,6 +470,29 @@ def test_io_uring_data_path_makes_no_read_or_write_syscalls(reactor_backend: str
     # ... and leave with the sends: no write(2) either (start-up's few are the same on both).
     data_path_writes = writes(uring) - (writes(epoll) - n)
     assert data_path_writes < n / 10, f"~{data_path_writes} write calls in {n} round trips on io_uring\n{report}"
+
+
+def test_io_uring_large_reads_use_recv_and_small_ones_return_to_the_ring(
+    reactor_backend: str, tmp_path: pathlib.Path
+) -> None:
+    """Bulk mode (csrc/rx_uring.c, RXU_BULK_MIN): a 64 KiB message is read with one recv(2), as on epoll.
+
+    Copying a large read out of a provided buffer costs more than the syscall
+    it saves, so a connection whose recv brought >= 16 KiB is read by a POLLIN
+    poll and recv(2) into the loop's buffer; after a few small reads it goes
+    back to the ring's recv. Without bulk mode the large phase makes no
+    recv(2); without the way back, every small echo after it makes one.
+    """
+    run_once(reactor_backend)
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (.ci/run installs it)")
+    needs_io_uring()
+    large, small = 40, 400
+    calls = strace_echo_server("io_uring", tmp_path, 0, [64 * 1024] * large + [64] * small)
+    recvs = calls.get("recvfrom", 0) + calls.get("recvmsg", 0)
+    # Each 64 KiB message takes at least one recv(2) (the first one's bytes came
+    # by the ring), more when the loopback hands it over in parts.
+    assert large - 1 <= recvs <= 4 * large + 10, f"{recvs} recv calls for {large} large and {small} small: {calls}"
 
 
 # --- 4. back-pressure with a recv in flight -----------------------------------------------------------
@@ -908,3 +936,40 @@ def test_a_burst_on_more_idle_connections_than_receive_buffers_gets_every_echo(
         finally:
             for s in socks:
                 s.close()
+
+
+# --- 9. bulk mode: large reads by recv(2), small ones by the ring, switching both ways -------------------
+#: Sizes around bulk mode's threshold (16 KiB) and its way back (4 small reads in a row), repeated.
+BULK_PATTERN = [70_000, 1, 20_000, 5, 5, 5, 5, 5, 100, 16_384, 16_383, 200_000, 7, 64 * 1024, 3, 3, 3, 3, 3, 3]
+BULK_REPEATS = 6
+
+
+def test_every_byte_arrives_in_order_as_reads_switch_between_ring_and_recv(reactor_backend: str) -> None:
+    """Pipelined messages of mixed sizes, with back-pressure pausing reads, are echoed byte for byte.
+
+    On io_uring a connection switches to bulk mode (POLLIN poll and recv(2))
+    after a large read and back to the ring's recv after small ones; a switch
+    must neither lose, repeat nor reorder bytes, also while reading is paused
+    (write_buffer_cap 16 KiB: every large echo pauses it). The sender runs in
+    its own thread so that both directions flow at once.
+    """
+    payload = b"".join(((b"[%03d:%06d]" % (i, n)) * (n // 12 + 1))[:n]
+                       for i, n in enumerate(BULK_PATTERN * BULK_REPEATS))
+    with serve_in_background(Echo(), num_event_loop=1, write_buffer_cap=16 * 1024) as srv, \
+            connect_nodelay(srv.addr, SOCK_TIMEOUT) as s:
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                s.sendall(payload)
+            except OSError as e:
+                errors.append(e)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        got = recv_exact(s, len(payload), SOCK_TIMEOUT * 2)
+        sender.join(SOCK_TIMEOUT)
+        assert not sender.is_alive() and not errors, errors
+        if got != payload:
+            at = next(i for i, (a, b) in enumerate(zip(got, payload)) if a != b)
+            pytest.fail(f"echo differs at byte {at} of {len(payload)}: {got[at:at + 24]!r} != {payload[at:at + 24]!r}")
