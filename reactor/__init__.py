@@ -45,6 +45,7 @@ from .errors import (
     WriteBufferFullError,
 )
 from .handler import Action, EventHandler, EventServer
+from .internal.uring import IoUringUnavailable
 from .load_balancer import LoadBalancing
 from .options import Options
 from .server import Server, serve, stop
@@ -71,6 +72,7 @@ __all__ = [
     "EventServer",
     "ICodec",
     "InvalidNetworkAddressError",
+    "IoUringUnavailable",
     "LoadBalancing",
     "Options",
     "ReactorError",
