@@ -151,7 +151,7 @@ struct rxu_acc {
 
 struct rxu_fd {
     uint32_t gen;
-    uint8_t want;      /* RXU_READ | RXU_WRITE | RXU_STREAM | RXU_REG */
+    uint8_t want;      /* RXU_READ | RXU_WRITE | RXU_STREAM | RXU_ACCEPT | RXU_REG */
     uint8_t armed;     /* 1 << kind for each request in flight */
     uint8_t dirty;     /* on r->dirty: to be (re)armed at the next wait */
     uint8_t held;      /* results kept back (bytes and/or an end), delivered before any new one */
@@ -413,7 +413,7 @@ static void rxu_drop_sent(struct rx_uring *r, struct rxu_fd *f)
 {
     struct rxu_aux *a = f->aux;
     if (r->nspares < RXU_SPARES && a->s_cap >= RXU_SPARE_MIN) {
-        /* Kept for the next send of this size: a large buffer malloc'd and
+        /* Kept for a later send (RXU_SPARES): a large buffer malloc'd and
          * freed per message made glibc trim the thread's heap (an madvise
          * and page faults per send, measured on echo-64k). */
         r->spares[r->nspares] = a->s_data;
@@ -574,7 +574,6 @@ struct rx_uring *rx_uring_open(unsigned entries, unsigned nbufs, unsigned bufsiz
         goto fail;
     for (unsigned i = 0; i < nbufs; i++)
         rxu_recycle(r, i);
-    r->ev_cap = 0;
     if (rxu_grow(r, 1023) < 0) {
         errno = ENOMEM;
         goto fail;
@@ -753,13 +752,21 @@ static int rxu_reserve_events(struct rx_uring *r, int max)
 {
     if (max <= r->ev_cap)
         return 0;
-    r->ev_fd = realloc(r->ev_fd, (size_t)max * sizeof *r->ev_fd);
-    r->ev_res = realloc(r->ev_res, (size_t)max * sizeof *r->ev_res);
-    r->ev_gen = realloc(r->ev_gen, (size_t)max * sizeof *r->ev_gen);
-    r->ev_bid = realloc(r->ev_bid, (size_t)max * sizeof *r->ev_bid);
-    r->ev_kind = realloc(r->ev_kind, (size_t)max * sizeof *r->ev_kind);
-    if (!r->ev_fd || !r->ev_res || !r->ev_gen || !r->ev_bid || !r->ev_kind)
-        return -ENOMEM;
+    /* Each array keeps its old contents (the batch rxu_retire_batch has yet
+     * to close) if a larger one cannot be had. */
+#define RXU_RESERVE(field)                                                  \
+    do {                                                                    \
+        void *p = realloc(r->field, (size_t)max * sizeof *r->field);        \
+        if (!p)                                                             \
+            return -ENOMEM;                                                 \
+        r->field = p;                                                       \
+    } while (0)
+    RXU_RESERVE(ev_fd);
+    RXU_RESERVE(ev_res);
+    RXU_RESERVE(ev_gen);
+    RXU_RESERVE(ev_bid);
+    RXU_RESERVE(ev_kind);
+#undef RXU_RESERVE
     r->ev_cap = max;
     return 0;
 }

@@ -260,19 +260,14 @@ class UringPoller(Poller):
             ring, self._ring = self._ring, unix.ffi.NULL
             # The loop thread has returned from polling by now (the engine
             # joins it first), so nothing else is inside the ring.
-            self.read = _closed_read
-            self.write = _closed_write
+            self.read = self.write = _closed_io
             self.write_nowait = self.writev_nowait = _closed_nowait
             unix.lib.rx_uring_close(ring)
             unix.close(self.efd)
 
 
-def _closed_read(fd: int, buf: Any, count: int) -> int:
-    unix.ffi.errno = errno.EBADF
-    return -1
-
-
-def _closed_write(fd: int, buf: Any, count: int) -> int:
+def _closed_io(fd: int, buf: Any, count: int) -> int:
+    """read(2)'s and write(2)'s contract on a closed ring: -1, EBADF."""
     unix.ffi.errno = errno.EBADF
     return -1
 

@@ -905,8 +905,7 @@ def test_a_burst_on_more_idle_connections_than_receive_buffers_gets_every_echo(
     buffers, 128 connections, 64 bytes sent on each as fast as one thread can,
     30 such rounds after an idle pause each. Before that commit a round
     stalls in nearly every run, most often one of the first few; with it
-    each round takes milliseconds. (It also runs rxu_kick, which cancels and
-    re-arms every recv after the ring ran dry, but does not depend on it.)
+    each round takes milliseconds.
     """
     run_once(reactor_backend)
     needs_io_uring()
